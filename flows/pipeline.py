@@ -1,0 +1,50 @@
+"""The paramaudit pipeline as a Prefect flow: a numbered recipe that returns the run's summary."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from paramaudit import pipeline as steps
+from paramaudit.config import PipelineConfig
+from paramaudit.errors import OverfitGateError
+from tasks import pipeline as t
+
+
+def _run_name() -> str:
+    cfg = flow_run.parameters.get("config")
+    if isinstance(cfg, PipelineConfig):
+        return steps.run_name(cfg.effective())
+    return steps.run_name(PipelineConfig.model_validate(cfg or {}).effective())
+
+
+@flow(name="paramaudit-pipeline", flow_run_name=_run_name, log_prints=True,
+      validate_parameters=True)
+def paramaudit_pipeline(config: PipelineConfig | None = None) -> dict[str, Any]:
+    """Preprocess, tune, train, audit and publish; returns the summary with the MLflow run id."""
+    entered = time.monotonic()
+    cfg = (config or PipelineConfig()).effective()
+    tracker = steps.open_tracker(cfg)
+    flow_run_id = str(flow_run.id) if flow_run.id else None
+    with steps.parent_run(tracker, cfg, flow_run_id) as (parent_id, workdir):
+        timer = steps.Timer()
+        with timer("preprocess"):
+            splits = t.preprocess(cfg)                                             # 1. preprocess
+        with timer("tune"):
+            outcome = t.tune(splits, cfg, tracker, parent_id, workdir)             # 2. tune
+        with timer("train"):
+            final = t.train_final(splits, outcome, cfg)                            # 3. train
+        with timer("audit"):
+            result = t.audit(final, splits, outcome, cfg)                          # 4. audit
+        with timer("publish"):
+            summary = t.publish(tracker, parent_id, cfg, splits, outcome, final,   # 5. publish
+                                result, flow_run_id)
+        summary["timings"] = timer.seconds | {"flow_body": time.monotonic() - entered}
+        steps.gate(tracker, parent_id, cfg, result, summary)                      # 6. gate
+    return summary
+
+
+__all__ = ["paramaudit_pipeline", "OverfitGateError"]

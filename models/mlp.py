@@ -1,0 +1,77 @@
+"""A multi-layer perceptron whose shape is set by hyperparameters."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from models import register_model
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+}
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Architecture hyperparameters of the MLP."""
+
+    input_dim: int
+    n_classes: int
+    num_layers: int = 2
+    hidden_size: int = 128
+    dropout: float = 0.0
+    activation: str = "relu"
+
+    def __post_init__(self) -> None:
+        assert self.input_dim >= 1 and self.n_classes >= 2, "need inputs and at least two classes"
+        assert self.num_layers >= 0 and self.hidden_size >= 1
+        assert 0.0 <= self.dropout < 1.0
+        assert self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}"
+
+    def num_params(self) -> int:
+        """Learned parameters (weights + biases) implied by the shape, without building it."""
+        widths = [self.input_dim] + [self.hidden_size] * self.num_layers + [self.n_classes]
+        return sum(a * b + b for a, b in zip(widths, widths[1:], strict=False))
+
+
+class MLP(nn.Module):
+    """Linear -> activation -> dropout, ``num_layers`` times, then a linear classifier head."""
+
+    def __init__(self, cfg: MLPConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        layers: list[nn.Module] = []
+        width = cfg.input_dim
+        for _ in range(cfg.num_layers):
+            layers += [nn.Linear(width, cfg.hidden_size), ACTIVATIONS[cfg.activation]()]
+            if cfg.dropout > 0:
+                layers.append(nn.Dropout(cfg.dropout))
+            width = cfg.hidden_size
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, cfg.n_classes)
+
+    def forward(self, x):  # noqa: ANN001, ANN201 - torch's own signature
+        return self.head(self.body(x.flatten(1)))
+
+
+@register_model("mlp")
+def build_mlp(input_shape: tuple[int, ...], n_classes: int, **hp: Any) -> MLP:
+    """An MLP over the flattened input."""
+    cfg = MLPConfig(
+        input_dim=math.prod(input_shape),
+        n_classes=n_classes,
+        num_layers=int(hp.get("num_layers", 2)),
+        hidden_size=int(hp.get("hidden_size", 128)),
+        dropout=float(hp.get("dropout", 0.0)),
+        activation=str(hp.get("activation", "relu")),
+    )
+    return MLP(cfg)

@@ -1,0 +1,417 @@
+"""Exact per-layer parameter counts for any PyTorch model, without a forward pass.
+
+The audit reads only shapes, dtypes and ``requires_grad`` of each tensor, never its values, so
+a model built on the meta device (``with torch.device("meta"): model = Build()``) is audited
+with no real weight memory, however large it is.
+
+Counting rules:
+
+* One row per module that owns parameters or buffers directly (``recurse=False``), in
+  ``named_modules`` order. A module reachable under several paths gets a row for each path.
+* Every tensor is counted once, in its first owner. Later owners show the tensor in
+  ``tied_to`` and count 0 for it, so the rows always add up to the total. Tensors are told
+  apart by ``id()`` of the ``Parameter`` object: meta tensors can all report the same
+  ``data_ptr``, so pointers would merge unrelated tensors.
+* Buffers (BatchNorm running statistics and the like) are reported in ``buffer_elements``
+  and ``buffer_bytes``, never as parameters. ``bytes`` and ``bytes_by_dtype`` are parameter
+  bytes only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from paramaudit.errors import SpecError
+
+# Optimizer state tensors kept per trainable parameter, as torch.optim keeps them with its
+# defaults. rmsprop is torch's default RMSprop (momentum=0, centered=False): square_avg only.
+# With momentum > 0 it also keeps a momentum buffer: use "rmsprop_momentum" for that case.
+OPTIMIZER_STATES: dict[str, int] = {
+    "sgd": 0,
+    "sgd_momentum": 1,
+    "adam": 2,
+    "adamw": 2,
+    "rmsprop": 1,
+    "rmsprop_momentum": 2,
+}
+
+# Bytes per element in each precision regime of the training-memory estimate.
+# fp32: weights, gradients and optimizer states all fp32 (4 bytes).
+# bf16: weights, gradients and optimizer states all bf16 (2 bytes), i.e. pure bf16 training.
+# mixed_bf16: bf16 weights and gradients plus an fp32 master copy of the trainable weights and
+#   fp32 optimizer states, the usual mixed-precision recipe (16 bytes per parameter for Adam).
+PRECISIONS = ("fp32", "bf16", "mixed_bf16")
+
+DEFAULT_OPTIMIZER = "adam"
+
+_EMBEDDING_TYPES = (nn.Embedding, nn.EmbeddingBag)
+
+
+@dataclass
+class LayerRow:
+    """One module that owns tensors directly; counts cover only tensors it owns first."""
+
+    name: str
+    type: str
+    shapes: dict[str, list[int]]
+    params: int
+    trainable_params: int
+    frozen_params: int
+    buffer_elements: int
+    dtypes: list[str]
+    bytes: int
+    share: float
+    tied_to: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class AuditReport:
+    """Per-layer rows plus totals; ``sum(row.params for row in layers) == total_params``."""
+
+    layers: list[LayerRow]
+    total_params: int
+    trainable_params: int
+    frozen_params: int
+    buffer_elements: int
+    bytes: int
+    bytes_by_dtype: dict[str, int]
+    embedding_params: int
+    non_embedding_params: int
+    by_type: dict[str, dict[str, int]]
+    training_memory_bytes: dict[str, dict[str, int]]
+    buffer_bytes: int = 0
+    # The optimizer asked for, if any; renderers show its training memory (adam otherwise).
+    optimizer: str | None = None
+    # Class name of every module path, so grouped rows can name the module they stand for.
+    module_types: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (plain ints, floats, strings, lists and dicts)."""
+        return {
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "frozen_params": self.frozen_params,
+            "buffer_elements": self.buffer_elements,
+            "buffer_bytes": self.buffer_bytes,
+            "bytes": self.bytes,
+            "bytes_by_dtype": dict(self.bytes_by_dtype),
+            "embedding_params": self.embedding_params,
+            "non_embedding_params": self.non_embedding_params,
+            "optimizer": self.optimizer,
+            "layers": [asdict(row) for row in self.layers],
+            "by_type": {k: dict(v) for k, v in self.by_type.items()},
+            "training_memory_bytes": {k: dict(v) for k, v in self.training_memory_bytes.items()},
+        }
+
+    def grouped(self, depth: int) -> AuditReport:
+        """Rows summed at module-path depth ``depth`` (>= 1); totals are unchanged.
+
+        A row whose name has ``depth`` parts or fewer stays as it is. Keys of ``shapes`` and
+        ``tied_to`` in a merged row are paths relative to the group.
+        """
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+        groups: dict[str, list[LayerRow]] = {}
+        for row in self.layers:
+            key = ".".join(row.name.split(".")[:depth])
+            groups.setdefault(key, []).append(row)
+        layers = [_merge_rows(key, rows, self) for key, rows in groups.items()]
+        return replace(self, layers=layers)
+
+
+def _merge_rows(key: str, rows: list[LayerRow], report: AuditReport) -> LayerRow:
+    if len(rows) == 1 and rows[0].name == key:
+        return replace(rows[0], shapes=dict(rows[0].shapes), tied_to=dict(rows[0].tied_to))
+    shapes: dict[str, list[int]] = {}
+    tied: dict[str, str] = {}
+    for row in rows:
+        rel = row.name[len(key) :].lstrip(".") if key else row.name
+        prefix = f"{rel}." if rel else ""
+        shapes.update({prefix + k: v for k, v in row.shapes.items()})
+        tied.update({prefix + k: v for k, v in row.tied_to.items()})
+    params = sum(r.params for r in rows)
+    types = {r.type for r in rows}
+    return LayerRow(
+        name=key,
+        type=report.module_types.get(key) or (types.pop() if len(types) == 1 else "group"),
+        shapes=shapes,
+        params=params,
+        trainable_params=sum(r.trainable_params for r in rows),
+        frozen_params=sum(r.frozen_params for r in rows),
+        buffer_elements=sum(r.buffer_elements for r in rows),
+        dtypes=sorted({d for r in rows for d in r.dtypes}),
+        bytes=sum(r.bytes for r in rows),
+        share=params / report.total_params if report.total_params else 0.0,
+        tied_to=tied,
+    )
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` -> ``"float32"``."""
+    return str(dtype).removeprefix("torch.")
+
+
+def training_memory(
+    source: AuditReport | tuple[int, int], optimizer: str = DEFAULT_OPTIMIZER
+) -> dict[str, int]:
+    """Bytes for weights + gradients + optimizer state, per precision (see ``PRECISIONS``).
+
+    ``source`` is an audit or a ``(total_params, trainable_params)`` pair. Weights cover all
+    parameters; gradients and optimizer state only trainable ones. Buffers and activations
+    are not included.
+    """
+    if isinstance(source, AuditReport):
+        total, trainable = source.total_params, source.trainable_params
+    else:
+        total, trainable = source
+    if optimizer not in OPTIMIZER_STATES:
+        known = ", ".join(OPTIMIZER_STATES)
+        raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {known}")
+    states = OPTIMIZER_STATES[optimizer]
+    return {
+        "fp32": 4 * (total + trainable + states * trainable),
+        "bf16": 2 * (total + trainable + states * trainable),
+        # bf16 weights and grads, fp32 master weights (trainable only) and fp32 states
+        "mixed_bf16": 2 * total + 2 * trainable + 4 * trainable + 4 * states * trainable,
+    }
+
+
+def _walk(
+    module: nn.Module, prefix: str = "", path: tuple[int, ...] = ()
+) -> Iterator[tuple[str, nn.Module]]:
+    """``named_modules(remove_duplicate=False)`` order, but safe against module cycles."""
+    yield prefix, module
+    path = (*path, id(module))
+    for name, child in module._modules.items():
+        if child is None or id(child) in path:
+            continue
+        yield from _walk(child, f"{prefix}.{name}" if prefix else name, path)
+
+
+def audit_model(model: nn.Module, optimizer: str | None = None) -> AuditReport:
+    """Audit ``model``'s parameters layer by layer; reads shapes and dtypes only.
+
+    ``optimizer`` (one of ``OPTIMIZER_STATES``) picks the training-memory estimate renderers
+    show; estimates for every optimizer are computed either way.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"audit_model needs a torch.nn.Module, got {type(model).__name__}")
+    if optimizer is not None and optimizer not in OPTIMIZER_STATES:
+        known = ", ".join(OPTIMIZER_STATES)
+        raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {known}")
+
+    # id(tensor) -> qualified name of its first owner; the model keeps every tensor alive for
+    # the whole audit, so ids cannot be reused under us.
+    first_owner: dict[int, str] = {}
+    embedding_ids: set[int] = set()
+    counted: dict[int, nn.Parameter] = {}
+    module_types: dict[str, str] = {}
+    layers: list[LayerRow] = []
+    bytes_by_dtype: dict[str, int] = {}
+    buffer_elements = buffer_bytes = 0
+
+    for mod_name, module in _walk(model):
+        module_types.setdefault(mod_name, type(module).__name__)
+        own_params = [(k, p) for k, p in module._parameters.items() if p is not None]
+        own_buffers = [(k, b) for k, b in module._buffers.items() if b is not None]
+        if isinstance(module, _EMBEDDING_TYPES):
+            embedding_ids.update(id(p) for _, p in own_params)
+        if not own_params and not own_buffers:
+            continue
+        shapes: dict[str, list[int]] = {}
+        tied: dict[str, str] = {}
+        dtypes: set[str] = set()
+        params = trainable = row_bytes = row_buffers = 0
+        for local, p in own_params:
+            if nn.parameter.is_lazy(p):
+                raise SpecError(
+                    f"{mod_name or type(model).__name__}.{local} is an uninitialized lazy "
+                    "parameter; its size is unknown until a forward pass"
+                )
+            qual = f"{mod_name}.{local}" if mod_name else local
+            shapes[local] = list(p.shape)
+            dtypes.add(dtype_name(p.dtype))
+            if id(p) in first_owner:
+                tied[local] = first_owner[id(p)]
+                continue
+            first_owner[id(p)] = qual
+            counted[id(p)] = p
+            n = p.numel()
+            params += n
+            trainable += n if p.requires_grad else 0
+            nbytes = n * p.element_size()
+            row_bytes += nbytes
+            key = dtype_name(p.dtype)
+            bytes_by_dtype[key] = bytes_by_dtype.get(key, 0) + nbytes
+        for local, b in own_buffers:
+            if nn.parameter.is_lazy(b):
+                raise SpecError(
+                    f"{mod_name or type(model).__name__}.{local} is an uninitialized lazy "
+                    "buffer; its size is unknown until a forward pass"
+                )
+            if id(b) in first_owner:
+                continue
+            first_owner[id(b)] = mod_name
+            row_buffers += b.numel()
+            buffer_bytes += b.numel() * b.element_size()
+        buffer_elements += row_buffers
+        layers.append(
+            LayerRow(
+                name=mod_name,
+                type=type(module).__name__,
+                shapes=shapes,
+                params=params,
+                trainable_params=trainable,
+                frozen_params=params - trainable,
+                buffer_elements=row_buffers,
+                dtypes=sorted(dtypes),
+                bytes=row_bytes,
+                share=0.0,
+                tied_to=tied,
+            )
+        )
+
+    total = sum(row.params for row in layers)
+    trainable_total = sum(row.trainable_params for row in layers)
+    # A parameter is an embedding parameter if any of its owners is an embedding module, so
+    # a tied lm_head listed before the embedding does not turn it into a non-embedding one.
+    embedding = sum(p.numel() for i, p in counted.items() if i in embedding_ids)
+    by_type: dict[str, dict[str, int]] = {}
+    for row in layers:
+        row.share = row.params / total if total else 0.0
+        entry = by_type.setdefault(row.type, {"params": 0, "modules": 0})
+        entry["params"] += row.params
+        entry["modules"] += 1
+    return AuditReport(
+        layers=layers,
+        total_params=total,
+        trainable_params=trainable_total,
+        frozen_params=total - trainable_total,
+        buffer_elements=buffer_elements,
+        bytes=sum(bytes_by_dtype.values()),
+        bytes_by_dtype=bytes_by_dtype,
+        embedding_params=embedding,
+        non_embedding_params=total - embedding,
+        by_type=by_type,
+        training_memory_bytes={
+            opt: training_memory((total, trainable_total), opt) for opt in OPTIMIZER_STATES
+        },
+        buffer_bytes=buffer_bytes,
+        optimizer=optimizer,
+        module_types=module_types,
+    )
+
+
+# Input shapes and class count of the digits data set, the registry models' default.
+_REGISTRY_DEFAULTS: dict[str, tuple[tuple[int, ...], int]] = {
+    "mlp": ((64,), 10),
+    "cnn": ((1, 8, 8), 10),
+}
+
+
+def _one_line(text: object) -> str:
+    return re.sub(r"\s+", " ", str(text)).strip()
+
+
+def _describe(exc: BaseException) -> str:
+    msg = _one_line(exc)
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def _build(spec: str, fn: Any, meta: bool) -> nn.Module:
+    try:
+        if meta:
+            with torch.device("meta"):
+                model = fn()
+        else:
+            model = fn()
+    except Exception as exc:  # any failure of user code becomes one line, no traceback
+        raise SpecError(f"building the model for SPEC {spec!r} raised {_describe(exc)}") from exc
+    if not isinstance(model, nn.Module):
+        raise SpecError(
+            f"SPEC {spec!r} returned {type(model).__module__}.{type(model).__qualname__}, "
+            "not a torch.nn.Module"
+        )
+    return model
+
+
+def _load_registry_model(spec: str, name: str, meta: bool) -> nn.Module:
+    try:
+        from models import MODELS, build_model
+    except Exception as exc:
+        raise SpecError(f"cannot import the model registry 'models': {_describe(exc)}") from exc
+    if name not in MODELS:
+        known = ", ".join(sorted(MODELS)) or "(none)"
+        raise SpecError(f"SPEC {spec!r}: no registered model {name!r}; registered: {known}")
+    input_shape, n_classes = _REGISTRY_DEFAULTS.get(name, ((64,), 10))
+    return _build(spec, lambda: build_model(name, input_shape, n_classes), meta)
+
+
+def load_spec(spec: str, meta: bool = False) -> nn.Module:
+    """Build the model a SPEC names: ``"module.path:callable"`` or ``"models:NAME"``.
+
+    The callable (a dotted attribute path is allowed) is called with no arguments. The current
+    working directory is searched first when importing. ``meta=True`` builds on the meta
+    device, so no weight memory is allocated. An attribute that already is an
+    ``nn.Module`` instance is returned as it is. Every failure raises ``SpecError`` with a
+    one-line message.
+    """
+    if not isinstance(spec, str) or ":" not in spec:
+        raise SpecError(
+            f"SPEC {spec!r} must look like 'module.path:callable' or 'models:NAME' (no ':' found)"
+        )
+    mod_name, _, attr_path = spec.partition(":")
+    mod_name, attr_path = mod_name.strip(), attr_path.strip()
+    if not mod_name or not attr_path:
+        raise SpecError(
+            f"SPEC {spec!r} must look like 'module.path:callable' or 'models:NAME' "
+            "(empty module or callable)"
+        )
+    if mod_name == "models":
+        return _load_registry_model(spec, attr_path, meta)
+
+    cwd = os.getcwd()
+    added = cwd not in sys.path[:1]
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        importlib.invalidate_caches()  # files written since the last import must be seen
+        try:
+            module = importlib.import_module(mod_name)
+        except ImportError as exc:
+            raise SpecError(f"cannot import module {mod_name!r}: {_one_line(exc)}") from exc
+        except Exception as exc:  # a module that fails while executing, e.g. SyntaxError
+            raise SpecError(f"importing module {mod_name!r} raised {_describe(exc)}") from exc
+        obj: Any = module
+        for part in attr_path.split("."):
+            try:
+                obj = getattr(obj, part)
+            except AttributeError as exc:
+                raise SpecError(
+                    f"module {mod_name!r} has no attribute {attr_path!r}"
+                    + (f" (missing {part!r})" if part != attr_path else "")
+                ) from exc
+            except Exception as exc:
+                raise SpecError(f"reading {spec!r} raised {_describe(exc)}") from exc
+        if isinstance(obj, nn.Module):
+            return obj
+        if not callable(obj):
+            raise SpecError(
+                f"SPEC {spec!r} names a {type(obj).__name__}, not a callable that builds a model"
+            )
+        return _build(spec, obj, meta)
+    finally:
+        if added:
+            try:
+                sys.path.remove(cwd)
+            except ValueError:
+                pass

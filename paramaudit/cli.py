@@ -1,0 +1,212 @@
+"""The ``paramaudit`` command: ``run`` the pipeline, ``audit`` a model.
+
+Exit codes: 0 done; 2 bad input or configuration (one line on stderr, no traceback unless
+--debug); 3 the overfitting gate failed the run; 1 anything else; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn
+
+from paramaudit.errors import OverfitGateError, UserInputError
+
+EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_GATE, EXIT_INTERRUPT = 0, 1, 2, 3, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage problem in one line and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INPUT, f"paramaudit: error: {message} (see --help)\n")
+
+
+def quiet_environment() -> None:
+    """Telemetry off and servers on loopback, before Prefect, MLflow or Ray import (FACTS.md)."""
+    defaults = {
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "disabled",
+        "PREFECT_LOGGING_LOG_PRINTS": "true",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="paramaudit", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run the pipeline: preprocess, tune, train, audit, publish")
+    run.add_argument("--config", type=Path, help="YAML config (default: embedded defaults)")
+    src = run.add_mutually_exclusive_group()
+    src.add_argument("--dataset", help="built-in data set: digits, iris, wine, breast_cancer")
+    src.add_argument("--data", type=Path, help="CSV or Parquet file")
+    run.add_argument("--target", help="target column of --data")
+    run.add_argument("--trials", type=int, help="number of search trials")
+    run.add_argument("--max-epochs", type=int, help="epoch budget per trial and final model")
+    run.add_argument("--search", choices=["random", "grid", "bayes"], help="search algorithm")
+    run.add_argument("--experiment", help="MLflow experiment name")
+    run.add_argument("--seed", type=int, help="random seed")
+    run.add_argument("--smoke", action="store_true", default=None,
+                     help="tiny run: 2 trials, 2 epochs")
+    run.add_argument("--output-json", type=Path, help="write the run's summary here")
+    run.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    aud = sub.add_parser("audit", help="count a model's parameters layer by layer")
+    aud.add_argument("spec", help="module.path:callable, or models:NAME")
+    aud.add_argument("--meta", action="store_true", help="build on the meta device (no memory)")
+    aud.add_argument("--depth", type=int, help="sum rows at this module-path depth")
+    aud.add_argument("--format", default="table", choices=["table", "json", "csv", "markdown"])
+    aud.add_argument("--optimizer", default="adam",
+                     choices=["sgd", "sgd_momentum", "adam", "adamw", "rmsprop"],
+                     help="optimizer for the training-memory estimate")
+    aud.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out = {
+        "data.dataset": args.dataset,
+        "data.path": str(args.data) if args.data else None,
+        "data.target": args.target,
+        "search.trials": args.trials,
+        "train.max_epochs": args.max_epochs,
+        "search.algorithm": args.search,
+        "experiment": args.experiment,
+        "seed": args.seed,
+        "smoke": args.smoke,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _public_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k not in ("markdown", "capacity_rows")}
+
+
+def preflight(args: argparse.Namespace) -> Any:
+    """Everything a user can get wrong, checked before any server or search starts."""
+    from paramaudit.config import load_config
+    from paramaudit.data import load_dataset
+    from paramaudit.tracking import check_reachable, resolve_tracking_uri
+
+    if args.target and not args.data and not args.config:
+        raise UserInputError("--target goes with --data PATH")
+    cfg = load_config(args.config, _overrides(args))
+    if args.output_json is not None:
+        parent = args.output_json.resolve().parent
+        if parent.exists() and not os.access(parent, os.W_OK):
+            raise UserInputError(f"--output-json: folder {str(parent)!r} is not writable")
+    load_dataset(cfg.effective().data)
+    check_reachable(resolve_tracking_uri(cfg.tracking))
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The pipeline, from the command line."""
+    t0 = time.monotonic()
+    cfg = preflight(args)
+    from flows.pipeline import paramaudit_pipeline
+
+    imported = time.monotonic() - t0
+    print(f"paramaudit: {cfg.experiment}: "
+          f"{cfg.data.dataset or cfg.data.path} / {cfg.search.algorithm} search"
+          f"{' (smoke)' if cfg.smoke else ''}", flush=True)
+    try:
+        summary = paramaudit_pipeline(config=cfg)
+    except OverfitGateError as err:
+        summary = getattr(err, "summary", None)
+        if summary and args.output_json:
+            _write_json_atomic(args.output_json, _public_summary(summary))
+        raise
+    summary.setdefault("timings", {})["imports_and_checks"] = round(imported, 3)
+    summary["timings"]["total"] = round(time.monotonic() - t0, 3)
+    if args.output_json:
+        _write_json_atomic(args.output_json, _public_summary(summary))
+    tm = summary["test_metrics"]
+    print("")
+    print("== paramaudit summary ==")
+    print(f"  MLflow run     {summary['mlflow_run_id']}  (experiment {summary['experiment']!r})")
+    print(f"  test accuracy  {tm['accuracy']:.4f}   test loss {tm['loss']:.4f}")
+    print(f"  parameters     {summary['params_total']:,} learned "
+          f"({summary['params_trainable']:,} trainable)")
+    print(f"  overfitting    {summary['overfit']['verdict']}")
+    print(f"  trials         {summary['trials']}")
+    print("  hyperparameters " + ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in summary["best_hyperparameters"].items()))
+    print(f"  wall time      {summary['timings']['total']:.1f} s")
+    print(f"  open the MLflow UI: {summary['mlflow_ui']['command']}")
+    print(f"  then: {summary['mlflow_ui']['url']}")
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """The parameter audit of one model, printed."""
+    from paramaudit.audit import audit_model, load_spec
+    from paramaudit.report import render
+
+    if args.depth is not None and args.depth < 1:
+        raise UserInputError(f"--depth must be >= 1, got {args.depth}")
+    model = load_spec(args.spec, meta=args.meta)
+    report = audit_model(model, optimizer=args.optimizer)
+    sys.stdout.write(render(report, args.format, depth=args.depth).rstrip("\n") + "\n")
+    return EXIT_OK
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text[:1000]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``paramaudit`` console script."""
+    quiet_environment()
+    args = _parser().parse_args(argv)
+    # SIGTERM ends a run the way Ctrl-C does: the parent run is marked KILLED, Ray is stopped
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    handler = {"run": cmd_run, "audit": cmd_audit}[args.command]
+    try:
+        code = handler(args)
+    except UserInputError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"paramaudit: error: {_one_line(err)}", file=sys.stderr)
+        code = EXIT_INPUT
+    except OverfitGateError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"paramaudit: {_one_line(err)}", file=sys.stderr)
+        code = EXIT_GATE
+    except KeyboardInterrupt:
+        print("paramaudit: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPT
+    except Exception as err:  # the contract: one line, exit 1; --debug shows the traceback
+        if args.debug:
+            traceback.print_exc()
+        print(f"paramaudit: failed: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
+        code = EXIT_ERROR
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

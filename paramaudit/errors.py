@@ -1,0 +1,27 @@
+"""Exceptions that the command line turns into exit codes."""
+
+from __future__ import annotations
+
+
+class UserInputError(ValueError):
+    """Bad input or configuration: the CLI prints one line and exits 2."""
+
+
+class ConfigError(UserInputError):
+    """The configuration does not validate."""
+
+
+class DataError(UserInputError):
+    """The data set cannot be used as given."""
+
+
+class SpecError(UserInputError):
+    """An audit SPEC that does not import or does not build a model."""
+
+
+class TrackingError(UserInputError):
+    """The MLflow tracking store cannot be reached or written."""
+
+
+class OverfitGateError(RuntimeError):
+    """The overfitting gate failed the run (audit.fail_on_overfit): exit 3."""

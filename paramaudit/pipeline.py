@@ -1,0 +1,341 @@
+"""The pipeline's steps as plain functions: the Prefect tasks and flow are thin wrappers over these.
+
+Tests call these directly; nothing here imports Prefect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from paramaudit import audit as audit_lib
+from paramaudit import capacity, report
+from paramaudit.config import PipelineConfig
+from paramaudit.data import Splits
+from paramaudit.data import preprocess as _preprocess
+from paramaudit.errors import OverfitGateError
+from paramaudit.overfit import Verdict, assess
+from paramaudit.runreport import markdown_summary, plot_learning_curves
+from paramaudit.tracking import Tracker, is_local_store, redact, scratch_dir
+from paramaudit.training import FinalModel, train_best
+from paramaudit.tuning import SearchOutcome, ray_session, run_search, trial_table
+
+WORK_ROOT = Path(".paramaudit")
+
+
+def say(msg: str) -> None:
+    """Progress for the person at the terminal."""
+    print(msg, flush=True)
+
+
+class Timer:
+    """Wall seconds per named step, for the run summary and the benchmark."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - start, 3)
+
+
+def data_label(cfg: PipelineConfig) -> str:
+    """The data set's short name: a built-in name or the file's stem."""
+    return cfg.data.dataset or Path(str(cfg.data.path)).stem
+
+
+def run_name(cfg: PipelineConfig) -> str:
+    """A run name that says what ran: data, search, trials and date."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    smoke = " smoke" if cfg.smoke else ""
+    return (f"{data_label(cfg)} {cfg.model} {cfg.search.algorithm}-search "
+            f"{cfg.search.trials}t{smoke} {stamp}")
+
+
+def open_tracker(cfg: PipelineConfig) -> Tracker:
+    """The MLflow tracker for this run's experiment."""
+    return Tracker(cfg.tracking, cfg.experiment)
+
+
+@contextlib.contextmanager
+def parent_run(tracker: Tracker, cfg: PipelineConfig,
+               flow_run_id: str | None) -> Iterator[tuple[str, Path]]:
+    """The MLflow parent run (ended FINISHED, FAILED or KILLED) and the run's work folder."""
+    tags = {"paramaudit.kind": "pipeline", "dataset": data_label(cfg),
+            "search_algorithm": cfg.search.algorithm, "smoke": str(cfg.smoke).lower()}
+    if flow_run_id:
+        tags["prefect_flow_run_id"] = flow_run_id
+    with tracker.parent_run(run_name(cfg), tags) as parent_id:
+        say(f"MLflow: experiment {cfg.experiment!r}, run {parent_id} at {redact(tracker.uri)}")
+        workdir = (WORK_ROOT / "runs" / parent_id).resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        tracker.log_params(parent_id, settings_params(cfg, tracker.uri))
+        yield parent_id, workdir
+
+
+def settings_params(cfg: PipelineConfig, uri: str) -> dict[str, Any]:
+    """Run settings as MLflow params (prefixed, so they never pass for hyperparameters)."""
+    return {
+        "setting.data": data_label(cfg),
+        "setting.model": cfg.model,
+        "setting.search_algorithm": cfg.search.algorithm,
+        "setting.trials": cfg.search.trials,
+        "setting.scheduler": cfg.search.scheduler,
+        "setting.metric": cfg.search.metric,
+        "setting.max_epochs": cfg.train.max_epochs,
+        "setting.patience": cfg.train.patience,
+        "setting.seed": cfg.seed,
+        "setting.smoke": cfg.smoke,
+        "setting.scaler": cfg.preprocess.scaler,
+        "setting.val_size": cfg.data.val_size,
+        "setting.test_size": cfg.data.test_size,
+        "setting.search_space": json.dumps(cfg.search.space),
+        "setting.tracking_uri": redact(uri),
+    }
+
+
+def preprocess(cfg: PipelineConfig) -> Splits:
+    """Step 1: load, validate, stratified split, scale on train only."""
+    splits = _preprocess(cfg.data, cfg.preprocess, cfg.seed)
+    sizes = splits.sizes()
+    say(f"[1/5] preprocess: {splits.name}: {sum(sizes.values())} rows, {splits.n_features} "
+        f"features, {splits.n_classes} classes -> train {sizes['train']} / val {sizes['val']} / "
+        f"test {sizes['test']} ({cfg.preprocess.scaler} scaling fitted on train)")
+    return splits
+
+
+def search(splits: Splits, cfg: PipelineConfig, tracker: Tracker, parent_id: str,
+           workdir: Path) -> SearchOutcome:
+    """Step 2: Ray Tune over the space; each trial a nested MLflow run."""
+    say(f"[2/5] tune: {cfg.search.algorithm} search, {cfg.search.trials} trials, "
+        f"scheduler {cfg.search.scheduler}, up to {cfg.train.max_epochs} epochs each")
+    t0 = time.monotonic()
+    with ray_session(cfg.ray) as info:
+        ray_seconds = time.monotonic() - t0
+        say(f"  ray: {info['address']} ({info.get('cpus', '?')} CPUs), "
+            f"ready in {ray_seconds:.1f} s")
+        outcome = run_search(splits, cfg, tracker, parent_id, workdir / "tune", say=say)
+    outcome.ray_start_seconds = ray_seconds  # type: ignore[attr-defined]
+    say(f"  best trial: {outcome.metric} {outcome.best_score:.4f} with "
+        + ", ".join(f"{k}={v}" for k, v in outcome.best_hyperparameters.items()
+                    if k in cfg.search.sampled()))
+    return outcome
+
+
+def train_final(splits: Splits, outcome: SearchOutcome, cfg: PipelineConfig) -> FinalModel:
+    """Step 3: retrain the chosen hyperparameters; one look at the test split."""
+    hp = dict(outcome.best_hyperparameters)
+    model_name = hp.pop("model", cfg.model)
+    final = train_best(splits, model_name, hp, max_epochs=cfg.train.max_epochs,
+                       patience=cfg.train.patience, seed=cfg.seed)
+    h = final.history
+    say(f"[3/5] train: {len(h.val_loss)} epochs (best {h.best_epoch + 1}"
+        f"{', early stop' if h.stopped_early else ''}): test accuracy "
+        f"{final.test_accuracy:.4f}, test loss {final.test_loss:.4f}")
+    return final
+
+
+@dataclass
+class AuditResult:
+    """The final model's parameter audit and overfitting verdict."""
+
+    report: audit_lib.AuditReport
+    verdict: Verdict
+    layer_rows: list[dict[str, Any]]
+    capacity_points: list[capacity.TrialPoint] = field(default_factory=list)
+
+
+def audit(final: FinalModel, splits: Splits, outcome: SearchOutcome,
+          cfg: PipelineConfig) -> AuditResult:
+    """Step 4: count learned parameters per layer; judge overfitting with stated rules."""
+    optimizer = str(final.hyperparameters.get("optimizer", "adam"))
+    rep = audit_lib.audit_model(final.model, optimizer=optimizer)
+    n_train = len(splits.y_train)
+    verdict = assess(
+        final.history.curves(), cfg.audit, params_trainable=rep.trainable_params,
+        n_train=n_train, test_accuracy=final.test_accuracy, n_trials=len(outcome.trials),
+    )
+    rows = [
+        {"layer": r.name, "type": r.type, "params": r.params,
+         "trainable": r.trainable_params, "share_%": round(100 * r.share, 2),
+         "shapes": ", ".join(f"{k}{tuple(v)}" for k, v in r.shapes.items()),
+         "tied_to": ", ".join(r.tied_to.values())}
+        for r in rep.layers
+    ]
+    points = [
+        capacity.TrialPoint(
+            trial_id=str(t.number), params_trainable=int(t.params_trainable or 0),
+            train_loss=t.final("train_loss"), val_loss=t.final("val_loss"),
+            train_accuracy=t.final("train_accuracy"), val_accuracy=t.final("val_accuracy"),
+            hyperparameters=t.hyperparameters)
+        for t in outcome.trials if t.params_trainable
+    ]
+    say(f"[4/5] audit: {rep.total_params:,} learned parameters ({rep.trainable_params:,} "
+        f"trainable) in {len(rep.layers)} layers, {rep.trainable_params / n_train:.1f} per "
+        f"training sample; overfitting verdict: {verdict.verdict}")
+    for reason in verdict.to_dict()["reasons"]:
+        say(f"  - {reason}")
+    return AuditResult(rep, verdict, rows, points)
+
+
+def mlflow_ui_hint(tracker: Tracker, parent_id: str) -> tuple[str, str | None]:
+    """The command that opens the MLflow UI on this run, and the run's URL in it."""
+    if is_local_store(tracker.uri):
+        port = 5000
+        cmd = (f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri "
+               f"{tracker.uri} --host 127.0.0.1 --port {port}   (or: make ui)")
+        base = f"http://127.0.0.1:{port}"
+    else:
+        base = redact(tracker.uri).rstrip("/")
+        cmd = f"open {base}"
+    url = f"{base}/#/experiments/{tracker.experiment_id}/runs/{parent_id}"
+    return cmd, url
+
+
+def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Splits,
+            outcome: SearchOutcome, final: FinalModel, result: AuditResult,
+            flow_run_id: str | None) -> dict[str, Any]:
+    """Step 5: the parent run's params, metrics, tags and artifacts; the registry gate."""
+    rep, verdict = result.report, result.verdict
+    hp = final.hyperparameters
+    # hyperparameters are MLflow params; learned-parameter counts are metrics
+    tracker.log_params(parent_id, hp)
+    h = final.history
+    best = h.best_epoch
+    n_train = len(splits.y_train)
+    failed = sum(t.status == "ERROR" for t in outcome.trials)
+    skipped = sum(t.status == "SKIPPED" for t in outcome.trials)
+    finished = sum(t.status == "TERMINATED" for t in outcome.trials)
+    metrics = {
+        "test_accuracy": final.test_accuracy, "test_loss": final.test_loss,
+        "params_total": rep.total_params, "params_trainable": rep.trainable_params,
+        "params_frozen": rep.frozen_params, "buffer_elements": rep.buffer_elements,
+        "params_bytes": rep.bytes, "params_per_train_sample": rep.trainable_params / n_train,
+        "best_epoch": best + 1, "epochs_trained": len(h.val_loss),
+        "val_loss": h.val_loss[best], "val_accuracy": h.val_accuracy[best],
+        "train_loss": h.train_loss[best], "train_accuracy": h.train_accuracy[best],
+        "search_best_score": outcome.best_score, "trials_total": len(outcome.trials),
+        "trials_finished": finished, "trials_failed": failed, "trials_skipped": skipped,
+        "search_seconds": outcome.seconds, "n_train": n_train,
+    }
+    tracker.log_metrics(parent_id, metrics)
+    for epoch in range(len(h.val_loss)):
+        tracker.log_metrics(parent_id, {
+            "curve_train_loss": h.train_loss[epoch], "curve_val_loss": h.val_loss[epoch],
+            "curve_train_accuracy": h.train_accuracy[epoch],
+            "curve_val_accuracy": h.val_accuracy[epoch]}, step=epoch + 1)
+    tracker.set_tags(parent_id, {
+        "overfit_verdict": verdict.verdict, "overfit_reasons": verdict.tag_text(),
+        "best_trial_id": outcome.best_trial_id,
+    })
+    ui_cmd, ui_url = mlflow_ui_hint(tracker, parent_id)
+    verdict_dict = verdict.to_dict()
+    md = markdown_summary(
+        title=f"paramaudit: {run_name(cfg)}",
+        data={"data set": splits.name, **splits.sizes(), "features": splits.n_features,
+              "classes": splits.n_classes, "scaler": cfg.preprocess.scaler},
+        hyperparameters=hp, sampled=cfg.search.sampled(),
+        test_metrics={"accuracy": final.test_accuracy, "loss": final.test_loss},
+        params={"params_total": rep.total_params, "params_trainable": rep.trainable_params},
+        verdict=verdict_dict,
+        trials={"total": len(outcome.trials), "finished": finished, "failed": failed,
+                "skipped": skipped},
+        mlflow_run_id=parent_id, mlflow_link=ui_url, audit_markdown=report.render(rep, "markdown"),
+    )
+    cap_rows: list[dict[str, Any]] = []
+    chosen = next((str(t.number) for t in outcome.trials if t.trial_id == outcome.best_trial_id),
+                  None)
+    with scratch_dir() as tmp:
+        d = Path(tmp)
+        (d / "parameter_audit.json").write_text(json.dumps(rep.to_dict(), indent=2))
+        report.layers_dataframe(rep).to_csv(d / "parameter_audit.csv", index=False)
+        (d / "report.md").write_text(md)
+        (d / "overfit_verdict.json").write_text(json.dumps(
+            {"verdict": verdict.verdict, "reasons": verdict.details()}, indent=2))
+        pd.DataFrame(trial_table(outcome.trials)).to_csv(d / "trials.csv", index=False)
+        (d / "history.json").write_text(json.dumps(h.to_dict(), indent=2))
+        plot_learning_curves(h, d / "learning_curves.png",
+                             title=f"Final model on {splits.name}: learning curves")
+        report.plot_layers(rep, d / "parameters_per_layer.png")
+        if result.capacity_points:
+            capacity.plot_capacity(result.capacity_points, chosen, d / "capacity.png")
+            cap_rows = capacity.summary_table(result.capacity_points, chosen)
+            pd.DataFrame(cap_rows).to_csv(d / "capacity.csv", index=False)
+        for name in ("parameter_audit.json", "parameter_audit.csv"):
+            tracker.log_file(parent_id, d / name, "audit")
+        for p in sorted(d.glob("*.png")):
+            tracker.log_file(parent_id, p, "plots")
+        for name in ("report.md", "overfit_verdict.json", "trials.csv", "history.json",
+                     "capacity.csv"):
+            if (d / name).exists():
+                tracker.log_file(parent_id, d / name, "report")
+    registered = None
+    if cfg.tracking.log_model:
+        registered = register(tracker, parent_id, cfg, final, verdict, splits.x_test[:5])
+    say(f"[5/5] publish: MLflow run {parent_id} has the hyperparameters, metrics, "
+        f"audit and plots")
+    return {
+        "mlflow_run_id": parent_id,
+        "experiment": cfg.experiment,
+        "best_hyperparameters": hp,
+        "test_metrics": {"accuracy": final.test_accuracy, "loss": final.test_loss},
+        "params_total": rep.total_params,
+        "params_trainable": rep.trainable_params,
+        "overfit": verdict_dict,
+        "trials": len(outcome.trials),
+        "trial_results": [
+            {"trial": t.number, "status": t.status, "params_trainable": t.params_trainable,
+             "best_val_loss": t.best("val_loss", "min"),
+             "best_val_accuracy": t.best("val_accuracy", "max"),
+             "epochs": len(t.history["val_loss"]), "node_ip": t.node_ip,
+             "hyperparameters": t.hyperparameters}
+            for t in outcome.trials
+        ],
+        "prefect_flow_run_id": flow_run_id,
+        "registered_model": registered,
+        "mlflow_ui": {"command": ui_cmd, "url": ui_url},
+        "markdown": md,
+        "capacity_rows": cap_rows,
+    }
+
+
+def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: FinalModel,
+             verdict: Verdict, example: Any) -> dict[str, Any]:
+    """Log the model and register it; only a model that passed the gate gets the champion alias."""
+    name = cfg.tracking.registered_model_name or cfg.experiment
+    info = tracker.log_model(parent_id, final.model, example, registered_name=name)
+    version = getattr(info, "registered_model_version", None)
+    passed = verdict.verdict == "ok" or (verdict.verdict == "warn" and cfg.audit.register_on_warn)
+    out: dict[str, Any] = {"name": name, "version": version, "champion": False}
+    if version is not None:
+        tracker.client.set_model_version_tag(name, str(version), "overfit_verdict",
+                                             verdict.verdict)
+        if passed:
+            tracker.client.set_registered_model_alias(name, "champion", str(version))
+            out["champion"] = True
+        else:
+            tracker.client.set_model_version_tag(name, str(version), "gate", "failed: overfit")
+    tracker.set_tags(parent_id, {"registry_gate": "champion" if out["champion"] else "not promoted"})
+    return out
+
+
+def gate(tracker: Tracker, parent_id: str, cfg: PipelineConfig, result: AuditResult,
+         summary: dict[str, Any]) -> None:
+    """Fail the run (exit 3) on an overfit verdict when audit.fail_on_overfit is set."""
+    if cfg.audit.fail_on_overfit and result.verdict.verdict == "overfit":
+        err = OverfitGateError(
+            f"overfitting gate: verdict overfit ({result.verdict.tag_text()[:300]})")
+        err.summary = summary  # type: ignore[attr-defined]
+        raise err

@@ -1,0 +1,85 @@
+"""The pipeline run's own report: learning curves and a markdown summary for people."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def plot_learning_curves(history: Any, path: str | Path, title: str = "") -> Path:
+    """Train and val loss and accuracy per epoch, best epoch marked; a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = list(range(1, len(history.train_loss) + 1))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_loss.plot(epochs, history.train_loss, "o-", label="train", ms=3)
+    ax_loss.plot(epochs, history.val_loss, "o-", label="val", ms=3)
+    ax_acc.plot(epochs, history.train_accuracy, "o-", label="train", ms=3)
+    ax_acc.plot(epochs, history.val_accuracy, "o-", label="val", ms=3)
+    for ax, name in ((ax_loss, "cross-entropy loss"), (ax_acc, "accuracy")):
+        if history.best_epoch >= 0:
+            ax.axvline(history.best_epoch + 1, ls="--", c="grey", lw=1, label="best epoch")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title or "Learning curves of the final model")
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def markdown_summary(
+    *,
+    title: str,
+    data: Mapping[str, Any],
+    hyperparameters: Mapping[str, Any],
+    sampled: Sequence[str],
+    test_metrics: Mapping[str, float],
+    params: Mapping[str, int],
+    verdict: Mapping[str, Any],
+    trials: Mapping[str, Any],
+    mlflow_run_id: str,
+    mlflow_link: str | None,
+    audit_markdown: str,
+) -> str:
+    """A markdown report of one pipeline run (Prefect artifact and MLflow artifact)."""
+    icon = {"ok": "OK", "warn": "WARNING", "overfit": "OVERFIT"}.get(verdict["verdict"], "?")
+    lines = [f"# {title}", ""]
+    lines.append(f"**Overfitting verdict: {icon}** (`{verdict['verdict']}`)")
+    lines.append("")
+    for reason in verdict.get("reasons") or ["no rule fired"]:
+        lines.append(f"- {reason}")
+    lines += ["", "## Result", ""]
+    lines.append(f"- test accuracy **{test_metrics['accuracy']:.4f}**, "
+                 f"test loss {test_metrics['loss']:.4f}")
+    lines.append(f"- learned parameters: **{params['params_total']:,}** total, "
+                 f"{params['params_trainable']:,} trainable")
+    lines.append(f"- trials: {trials.get('finished', 0)} finished of {trials.get('total', 0)}"
+                 f" ({trials.get('failed', 0)} failed, {trials.get('skipped', 0)} skipped)")
+    if mlflow_link:
+        lines.append(f"- MLflow run: [{mlflow_run_id}]({mlflow_link})")
+    else:
+        lines.append(f"- MLflow run: `{mlflow_run_id}`")
+    lines += ["", "## Data", ""]
+    lines += [f"- {k}: {_fmt(v)}" for k, v in data.items()]
+    lines += ["", "## Chosen hyperparameters", "", "| hyperparameter | value | searched |",
+              "|---|---|---|"]
+    for k, v in hyperparameters.items():
+        lines.append(f"| {k} | {_fmt(v)} | {'yes' if k in sampled else 'fixed'} |")
+    lines += ["", "## Parameter audit (what training learned)", "", audit_markdown.strip(), ""]
+    return "\n".join(lines)

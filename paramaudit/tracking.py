@@ -1,0 +1,256 @@
+"""MLflow: one parent run per pipeline run, one nested child run per trial.
+
+Everything goes through an explicit :class:`mlflow.MlflowClient` bound to one tracking URI, so two
+pipelines in one process (or a Ray Tune callback on another thread) never share fluent state.
+Hyperparameters are logged as MLflow params; learned-parameter counts and scores as metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from paramaudit.config import TrackingConfig
+from paramaudit.errors import TrackingError
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def quiet_environment() -> None:
+    """Turn off MLflow telemetry before any MLflow import does network I/O (FACTS.md)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
+def resolve_tracking_uri(cfg: TrackingConfig) -> str:
+    """Config first, then MLFLOW_TRACKING_URI, then a sqlite store in the working directory."""
+    return cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def is_local_store(uri: str) -> bool:
+    """True for stores that live on this machine's disk (sqlite, plain files)."""
+    scheme = urlsplit(uri).scheme
+    return scheme in ("sqlite", "file", "") or re.match(r"^[A-Za-z]:", uri) is not None
+
+
+def redact(uri: str) -> str:
+    """The URI with any password replaced, safe for logs and MLflow params."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, before any tuning, when the tracking store cannot be used."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https"):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - user's URI
+                if resp.status >= 400:
+                    raise TrackingError(f"MLflow at {redact(uri)} answered HTTP {resp.status}")
+        except (urllib.error.URLError, OSError, TimeoutError) as err:
+            reason = getattr(err, "reason", err)
+            raise TrackingError(f"MLflow tracking server {redact(uri)} unreachable: {reason}") from None
+        return
+    if parts.scheme == "sqlite":
+        path = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+        if path is not None and str(path) not in ("", ":memory:"):
+            parent = path.resolve().parent
+            if not parent.is_dir() or not os.access(parent, os.W_OK):
+                raise TrackingError(f"MLflow store {uri}: folder {str(parent)!r} is not writable")
+        return
+    if parts.scheme in ("", "file"):
+        return
+    if parts.scheme in ("postgresql", "mysql", "mssql") or parts.scheme.startswith(
+        ("postgresql+", "mysql+")
+    ):
+        return
+    raise TrackingError(f"MLflow tracking URI {redact(uri)}: unsupported scheme {parts.scheme!r}")
+
+
+def _artifact_location(cfg: TrackingConfig, uri: str) -> str | None:
+    if cfg.artifact_location:
+        loc = cfg.artifact_location
+        return Path(loc).resolve().as_uri() if "://" not in loc else loc
+    if is_local_store(uri):
+        return Path(DEFAULT_ARTIFACTS).resolve().as_uri()
+    return None  # a tracking server decides (proxied artifacts)
+
+
+def _metric_value(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _param_value(v: Any) -> str:
+    text = json.dumps(v) if isinstance(v, dict | list) else str(v)
+    return text[:6000]
+
+
+class Tracker:
+    """A thin, explicit wrapper over MlflowClient for the pipeline's runs."""
+
+    def __init__(self, cfg: TrackingConfig, experiment: str) -> None:
+        quiet_environment()
+        from mlflow import MlflowClient
+
+        self.uri = resolve_tracking_uri(cfg)
+        self.cfg = cfg
+        self.experiment_name = experiment
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.experiment_id = self._ensure_experiment(_artifact_location(cfg, self.uri))
+
+    def _ensure_experiment(self, artifact_location: str | None) -> str:
+        from mlflow.exceptions import MlflowException
+
+        exp = self.client.get_experiment_by_name(self.experiment_name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                raise TrackingError(
+                    f"MLflow experiment {self.experiment_name!r} is deleted; restore it or "
+                    "choose another --experiment"
+                )
+            return exp.experiment_id
+        try:
+            return self.client.create_experiment(
+                self.experiment_name, artifact_location=artifact_location
+            )
+        except MlflowException:
+            # another pipeline created it between our lookup and create
+            exp = self.client.get_experiment_by_name(self.experiment_name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    # -- runs --------------------------------------------------------------------------------
+    def start_run(self, name: str, tags: Mapping[str, str] | None = None,
+                  parent_id: str | None = None) -> str:
+        """Create a RUNNING run (nested under parent_id when given) and return its id."""
+        all_tags = dict(tags or {})
+        if parent_id:
+            all_tags[PARENT_TAG] = parent_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        return run.info.run_id
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        """Set a terminal status: FINISHED, FAILED or KILLED."""
+        self.client.set_terminated(run_id, status=status)
+
+    def status(self, run_id: str) -> str:
+        """The run's current status."""
+        return self.client.get_run(run_id).info.status
+
+    @contextmanager
+    def parent_run(self, name: str, tags: Mapping[str, str]) -> Iterator[str]:
+        """A parent run that always ends: FINISHED, KILLED on interrupt, FAILED on any error."""
+        run_id = self.start_run(name, tags)
+        try:
+            yield run_id
+        except KeyboardInterrupt:
+            self._fail(run_id, "KILLED", "interrupted")
+            raise
+        except BaseException as err:
+            self._fail(run_id, "FAILED", f"{type(err).__name__}: {err}")
+            raise
+        else:
+            self.end_run(run_id, "FINISHED")
+
+    def _fail(self, run_id: str, status: str, error: str) -> None:
+        try:
+            self.set_tags(run_id, {"error": error[:4000]})
+        finally:
+            self.end_run(run_id, status)
+
+    # -- data --------------------------------------------------------------------------------
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Hyperparameters and settings (never learned parameters)."""
+        from mlflow.entities import Param
+
+        items = [Param(str(k), _param_value(v)) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i:i + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Numeric metrics; non-finite values are skipped (MLflow rejects NaN in some stores)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(str(k), val, now, step or 0)
+            for k, v in metrics.items()
+            if (val := _metric_value(v)) is not None
+        ]
+        for i in range(0, len(items), 500):
+            self.client.log_batch(run_id, metrics=items[i:i + 500])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """String tags (decisions with their reasons)."""
+        from mlflow.entities import RunTag
+
+        items = [RunTag(str(k), str(v)[:5000]) for k, v in tags.items()]
+        if items:
+            self.client.log_batch(run_id, tags=items)
+
+    def log_dict(self, run_id: str, data: Any, artifact_file: str) -> None:
+        """A JSON artifact."""
+        self.client.log_dict(run_id, data, artifact_file)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        """A text artifact (markdown, CSV)."""
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_file(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        """Any local file as an artifact."""
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_model(self, run_id: str, model: Any, example: Any,
+                  registered_name: str | None = None) -> Any:
+        """The trained torch model (mlflow.pytorch flavour, with signature) on the given run."""
+        import mlflow
+        import mlflow.pytorch
+
+        mlflow.set_tracking_uri(self.uri)
+        import torch
+
+        reqs = [f"torch=={torch.__version__.split('+')[0]}"]
+        return mlflow.pytorch.log_model(
+            model, name="model", run_id=run_id, pip_requirements=reqs,
+            registered_model_name=registered_name, await_registration_for=0,
+            # our own model object: pickle keeps any nn.Module loadable; pt2 needs tracing
+            serialization_format="pickle", input_example=example,
+        )
+
+    def child_runs(self, parent_id: str) -> list[Any]:
+        """Runs nested under a parent, oldest first."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'",
+            max_results=5000,
+        )
+        return sorted(runs, key=lambda r: r.info.start_time)
+
+
+def scratch_dir(prefix: str = "paramaudit-") -> tempfile.TemporaryDirectory[str]:
+    """A temporary folder for artifacts before they are logged."""
+    return tempfile.TemporaryDirectory(prefix=prefix)

@@ -1,0 +1,481 @@
+"""Ray Tune search: the trainable, the search space, algorithms, schedulers, and Ray itself.
+
+The local Ray instance stays on loopback (127.0.0.2, which Ray does not rewrite to eth0), has no
+dashboard or job API, and never probes cloud metadata addresses: Ray's dashboard head skips that
+probe only when ``~/ray_bootstrap_config.yaml`` exists, so Ray is started with HOME pointing at a
+folder this project owns that holds an empty one (FACTS.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paramaudit.config import PipelineConfig, RayConfig, SearchConfig, resolve_hyperparameters
+from paramaudit.errors import UserInputError
+from paramaudit.overfit import Curves, assess, divergence
+
+LOOPBACK_NODE_IP = "127.0.0.2"
+METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+class SearchFailedError(RuntimeError):
+    """No trial of the search finished."""
+
+
+def ray_environment() -> dict[str, str]:
+    """Variables that keep Ray quiet and local: no usage stats, no token file, no metadata probe."""
+    return {
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
+        "RAY_DEDUP_LOGS": "0",
+        "TUNE_DISABLE_STRICT_METRIC_CHECKING": "0",
+        "RAY_AIR_NEW_OUTPUT": "0",
+        "RAY_TRAIN_V2_ENABLED": "0",
+    }
+
+
+def ray_home() -> Path:
+    """The HOME Ray's processes see: holds the empty bootstrap file that disables the probe."""
+    home = Path(tempfile.gettempdir()) / f"paramaudit-{os.getuid()}" / "ray-home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "ray_bootstrap_config.yaml").touch()
+    return home
+
+
+@contextmanager
+def ray_session(cfg: RayConfig) -> Iterator[dict[str, Any]]:
+    """Connect to ``cfg.address`` / RAY_ADDRESS, or start a local loopback Ray; stop what we start."""
+    import ray
+
+    os.environ.update(ray_environment())
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        yield {"address": "already-initialized", "started": False}
+        return
+    if address and address != "local":
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        started = False
+    else:
+        saved_home = os.environ.get("HOME")
+        os.environ["HOME"] = str(ray_home())
+        # a stale RAY_ADDRESS or cluster file must not hijack the embedded instance
+        os.environ.pop("RAY_ADDRESS", None)
+        try:
+            ray.init(
+                address="local",
+                num_cpus=cfg.num_cpus or os.cpu_count() or 1,
+                object_store_memory=cfg.object_store_memory or 200 * 1024 * 1024,
+                include_dashboard=False,
+                _node_ip_address=LOOPBACK_NODE_IP,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
+        finally:
+            if saved_home is None:
+                os.environ.pop("HOME", None)
+            else:
+                os.environ["HOME"] = saved_home
+        started = True
+    try:
+        yield {"address": address or "local", "started": started,
+               "cpus": int(ray.cluster_resources().get("CPU", 1))}
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# -- the search space ---------------------------------------------------------------------------
+def param_space(search: SearchConfig) -> dict[str, Any]:
+    """Translate the config's space into Ray Tune domains (grid: grid_search over choices)."""
+    from ray import tune
+
+    space: dict[str, Any] = {}
+    for name, value in search.space.items():
+        if not isinstance(value, dict):
+            space[name] = value
+            continue
+        (kind, args), = value.items()
+        if search.algorithm == "grid":
+            space[name] = tune.grid_search(list(args))
+        elif kind == "choice":
+            space[name] = tune.choice(list(args))
+        elif kind == "uniform":
+            space[name] = tune.uniform(*args)
+        elif kind == "loguniform":
+            space[name] = tune.loguniform(*args)
+        elif kind == "randint":
+            space[name] = tune.randint(*args)
+    return space
+
+
+def _search_alg(search: SearchConfig, seed: int, metric: str, mode: str) -> Any:
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    if search.algorithm == "bayes":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        alg = OptunaSearch(metric=metric, mode=mode,
+                           sampler=optuna.samplers.TPESampler(seed=seed))
+        return ConcurrencyLimiter(alg, max_concurrent=search.max_concurrent or 2)
+    return BasicVariantGenerator(random_state=seed, max_concurrent=search.max_concurrent or 0)
+
+
+def _scheduler(search: SearchConfig, max_epochs: int) -> Any:
+    if search.scheduler == "none":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        time_attr="training_iteration", max_t=max_epochs,
+        grace_period=min(search.grace_period, max_epochs),
+        reduction_factor=search.reduction_factor,
+    )
+
+
+# -- the trainable (runs inside Ray workers) ------------------------------------------------------
+def count_trainable_params(model_name: str, input_shape: tuple[int, ...], n_classes: int,
+                           hp: Mapping[str, Any]) -> int:
+    """Trainable parameters of a configuration, counted on the meta device (no memory)."""
+    import torch
+
+    from models import build_model
+
+    with torch.device("meta"):
+        model = build_model(model_name, input_shape, n_classes, **hp)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def over_budget(n_params: int, n_train: int, search: SearchConfig) -> str | None:
+    """Why a configuration is too large for the parameter budget, or None."""
+    if search.max_params is not None and n_params > search.max_params:
+        return f"{n_params:,} trainable parameters > search.max_params {search.max_params:,}"
+    per = n_params / max(n_train, 1)
+    if search.max_params_per_sample is not None and per > search.max_params_per_sample:
+        return (f"{per:.1f} trainable parameters per training sample > "
+                f"search.max_params_per_sample {search.max_params_per_sample:g}")
+    return None
+
+
+def trainable(config: dict[str, Any], data: dict[str, Any] | None = None,
+              settings: dict[str, Any] | None = None) -> None:
+    """One trial: build the model its hyperparameters describe, train, report every epoch."""
+    import torch
+    from ray import tune
+
+    from models import build_model
+    from paramaudit.training import fit
+
+    assert data is not None and settings is not None
+    # one thread per trial: trials run side by side, and oversubscribed BLAS threads thrash
+    torch.set_num_threads(1)
+    model_name = config.get("model", settings["model"])
+    hp = resolve_hyperparameters(config, model_name)
+    n_params = count_trainable_params(model_name, data["input_shape"], data["n_classes"], hp)
+    reason = over_budget(n_params, settings["n_train"], settings["search"])
+    if reason:
+        tune.report({"val_loss": math.inf, "val_accuracy": 0.0, "train_loss": math.inf,
+                     "train_accuracy": 0.0, "params_trainable": n_params, "skipped": 1,
+                     "skip_reason": reason, "epoch": 0})
+        return
+    torch.manual_seed(settings["seed"])
+    model = build_model(model_name, data["input_shape"], data["n_classes"], **hp)
+
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        tune.report({**metrics, "epoch": epoch + 1, "params_trainable": n_params, "skipped": 0})
+
+    fit(model, (data["x_train"], data["y_train"]), (data["x_val"], data["y_val"]), hp,
+        max_epochs=settings["max_epochs"], patience=None, seed=settings["seed"], on_epoch=report)
+
+
+# -- driver side: a stopper and the MLflow logger -------------------------------------------------
+class DivergenceStopper:
+    """Stop a trial whose val loss diverged from its minimum for k epochs while train loss fell."""
+
+    def __init__(self, tolerance: float, k: int) -> None:
+        from ray.tune import Stopper
+
+        self._base = Stopper
+        self.tolerance, self.k = tolerance, k
+        self.curves: dict[str, tuple[list[float], list[float]]] = {}
+        self.reasons: dict[str, str] = {}
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        if result.get("skipped"):
+            return True
+        train, val = self.curves.setdefault(trial_id, ([], []))
+        train.append(float(result["train_loss"]))
+        val.append(float(result["val_loss"]))
+        reason = divergence(train, val, self.tolerance, self.k)
+        if reason:
+            self.reasons[trial_id] = reason
+            return True
+        return False
+
+    def stop_all(self) -> bool:
+        return False
+
+    def as_tune_stopper(self) -> Any:
+        """Wrap as a ray.tune.Stopper (built lazily so this module imports without Ray)."""
+        outer = self
+
+        class _Stopper(self._base):  # type: ignore[misc,name-defined]
+            def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+                return outer(trial_id, result)
+
+            def stop_all(self) -> bool:
+                return outer.stop_all()
+
+        return _Stopper()
+
+
+@dataclass
+class TrialRecord:
+    """What the driver learned of one trial."""
+
+    trial_id: str
+    number: int
+    hyperparameters: dict[str, Any]
+    run_id: str | None = None
+    history: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
+    params_trainable: int | None = None
+    status: str = "RUNNING"
+    error: str | None = None
+    stopped_by: str | None = None
+    skip_reason: str | None = None
+    verdict: str | None = None
+    node_ip: str | None = None
+    seconds: float = 0.0
+
+    def best(self, metric: str, mode: str) -> float:
+        values = [v for v in self.history.get(metric, []) if math.isfinite(v)]
+        if not values:
+            return math.inf if mode == "min" else -math.inf
+        return min(values) if mode == "min" else max(values)
+
+    def final(self, metric: str) -> float:
+        values = self.history.get(metric) or [math.nan]
+        return values[-1]
+
+
+def trial_run_name(number: int, hp: Mapping[str, Any]) -> str:
+    """A run name that says what the trial tried."""
+    bits = [f"trial-{number:03d}"]
+    if "model" in hp:
+        bits.append(str(hp["model"]))
+    if "num_layers" in hp and "hidden_size" in hp:
+        bits.append(f"{hp['num_layers']}x{hp['hidden_size']}")
+    if "optimizer" in hp:
+        bits.append(str(hp["optimizer"]))
+    if "learning_rate" in hp:
+        bits.append(f"lr={float(hp['learning_rate']):.2g}")
+    return " ".join(bits)
+
+
+def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train: int,
+                      stopper: DivergenceStopper, say: Callable[[str], None]) -> Any:
+    """A Ray Tune callback, run on the driver, that mirrors each trial into a nested MLflow run."""
+    from ray.tune import Callback
+
+    records: dict[str, TrialRecord] = {}
+    started: dict[str, float] = {}
+
+    class TrialLogger(Callback):
+        def __init__(self) -> None:
+            self.records = records
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            hp = dict(trial.config)
+            rec = TrialRecord(trial.trial_id, len(records) + 1, hp)
+            records[trial.trial_id] = rec
+            started[trial.trial_id] = time.monotonic()
+            rec.run_id = tracker.start_run(
+                trial_run_name(rec.number, hp),
+                tags={"paramaudit.kind": "trial", "trial_id": trial.trial_id,
+                      "trial_number": str(rec.number)},
+                parent_id=parent_id,
+            )
+            tracker.log_params(rec.run_id, hp)
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                            **info: Any) -> None:
+            rec = records.get(trial.trial_id)
+            if rec is None or rec.run_id is None:
+                return
+            rec.node_ip = result.get("node_ip") or rec.node_ip
+            rec.params_trainable = int(result.get("params_trainable", 0)) or rec.params_trainable
+            if result.get("skipped"):
+                rec.skip_reason = str(result.get("skip_reason"))
+                return
+            for m in METRICS:
+                rec.history[m].append(float(result[m]))
+            step = int(result.get("epoch", result.get("training_iteration", 0)))
+            tracker.log_metrics(rec.run_id, {m: result[m] for m in METRICS}, step=step)
+
+        def _finish(self, trial: Any, status: str, error: str | None = None) -> None:
+            rec = records.get(trial.trial_id)
+            if rec is None or rec.run_id is None:
+                return
+            rec.seconds = time.monotonic() - started.get(trial.trial_id, time.monotonic())
+            rec.status, rec.error = status, error
+            tags: dict[str, Any] = {"trial_status": status}
+            epochs = len(rec.history["val_loss"])
+            if rec.skip_reason:
+                tags.update(skipped="true", skip_reason=rec.skip_reason)
+                rec.status = "SKIPPED"
+            elif error:
+                tags["error"] = error
+            else:
+                if trial.trial_id in stopper.reasons:
+                    rec.stopped_by = "divergence"
+                    tags.update(stopped_by="divergence",
+                                stop_reason=stopper.reasons[trial.trial_id])
+                elif epochs < cfg.train.max_epochs:
+                    rec.stopped_by = "asha"
+                    tags.update(stopped_by="asha",
+                                stop_reason=f"ASHA stopped it after {epochs} epochs")
+                verdict = assess(Curves(**{m: rec.history[m] for m in METRICS}), cfg.audit,
+                                 params_trainable=rec.params_trainable or 0, n_train=n_train)
+                rec.verdict = verdict.verdict
+                tags.update(overfit_verdict=verdict.verdict, overfit_reasons=verdict.tag_text())
+            summary = {"params_trainable": rec.params_trainable, "epochs": epochs,
+                       "best_val_loss": rec.best("val_loss", "min"),
+                       "best_val_accuracy": rec.best("val_accuracy", "max"),
+                       "trial_seconds": rec.seconds}
+            tracker.log_metrics(rec.run_id, summary)
+            tracker.set_tags(rec.run_id, tags)
+            tracker.end_run(rec.run_id, "FAILED" if error else "FINISHED")
+            if rec.skip_reason:
+                what = f"skipped: {rec.skip_reason}"
+            elif error:
+                what = f"FAILED: {error.splitlines()[0][:200]}"
+            else:
+                what = (f"val_acc {rec.best('val_accuracy', 'max'):.4f} "
+                        f"val_loss {rec.best('val_loss', 'min'):.4f} after {epochs} epochs"
+                        + (f" (stopped by {rec.stopped_by})" if rec.stopped_by else ""))
+            params = f"{rec.params_trainable:,}" if rec.params_trainable else "?"
+            say(f"  trial {rec.number:>3}/{cfg.search.trials}  {params:>9} params  {what}")
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any,
+                              **info: Any) -> None:
+            self._finish(trial, "TERMINATED")
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            err = getattr(trial, "error_msg", None) or "trial raised an error"
+            last = [ln for ln in str(err).strip().splitlines() if ln.strip()]
+            self._finish(trial, "ERROR", last[-1] if last else str(err))
+
+    return TrialLogger()
+
+
+@dataclass
+class SearchOutcome:
+    """The search's result: the chosen hyperparameters and every trial's record."""
+
+    best_hyperparameters: dict[str, Any]
+    best_trial_id: str
+    best_score: float
+    metric: str
+    trials: list[TrialRecord]
+    seconds: float
+
+
+def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
+               storage: Path, say: Callable[[str], None] = print) -> SearchOutcome:
+    """Run the Ray Tune search; each trial lands as a child run of ``parent_id``."""
+    from ray import tune
+
+    metric = cfg.search.metric
+    mode = "min" if metric == "val_loss" else "max"
+    n_train = len(splits.y_train)
+    data = {
+        "x_train": splits.x_train, "y_train": splits.y_train,
+        "x_val": splits.x_val, "y_val": splits.y_val,
+        "input_shape": tuple(splits.input_shape), "n_classes": splits.n_classes,
+    }
+    search = cfg.search
+
+    settings = {"model": cfg.model, "seed": cfg.seed, "max_epochs": cfg.train.max_epochs,
+                "n_train": n_train, "search": search}
+    stopper = DivergenceStopper(cfg.audit.divergence_tolerance, cfg.audit.divergence_epochs)
+    logger = make_trial_logger(tracker, parent_id, cfg, n_train, stopper, say)
+    space = param_space(search)
+    started = time.monotonic()
+    tuner = tune.Tuner(
+        # tune.with_parameters puts the arrays in the object store once, not per trial
+        tune.with_resources(tune.with_parameters(trainable, data=data, settings=settings),
+                            {"cpu": 1}),
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=metric, mode=mode,
+            num_samples=search.trials,
+            search_alg=_search_alg(search, cfg.seed, metric, mode),
+            scheduler=_scheduler(search, cfg.train.max_epochs),
+            reuse_actors=True,
+            max_concurrent_trials=search.max_concurrent,
+        ),
+        run_config=tune.RunConfig(
+            name="search", storage_path=str(storage.resolve()), verbose=0,
+            callbacks=[logger], stop=stopper.as_tune_stopper(),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
+    tuner.fit()
+    records = sorted(logger.records.values(), key=lambda r: r.number)
+    usable = [r for r in records if r.status == "TERMINATED" and r.history["val_loss"]]
+    if not usable:
+        errors = "; ".join(sorted({r.error or r.skip_reason or r.status for r in records}))[:500]
+        raise SearchFailedError(f"no trial of {len(records)} finished: {errors}")
+    sign = 1 if mode == "min" else -1
+    best = min(usable, key=lambda r: (sign * r.best(metric, mode), r.number))
+    return SearchOutcome(
+        best_hyperparameters=resolve_hyperparameters(
+            best.hyperparameters, best.hyperparameters.get("model", cfg.model)) | (
+            {"model": best.hyperparameters["model"]} if "model" in best.hyperparameters else {}),
+        best_trial_id=best.trial_id,
+        best_score=best.best(metric, mode),
+        metric=metric,
+        trials=records,
+        seconds=time.monotonic() - started,
+    )
+
+
+def validate_space_against_models(cfg: PipelineConfig) -> None:
+    """Reject hyperparameter values the chosen model cannot be built with (e.g. a kernel > image)."""
+    if cfg.model != "cnn":
+        return
+    if cfg.data.dataset is not None and cfg.data.dataset != "digits":
+        raise UserInputError(f"model: cnn needs image data; {cfg.data.dataset!r} is tabular")
+
+
+def trial_table(trials: list[TrialRecord]) -> list[dict[str, Any]]:
+    """One row per trial for reports: hyperparameters, parameter count, scores, status."""
+    rows = []
+    for r in trials:
+        row: dict[str, Any] = {"trial": r.number, "status": r.status,
+                               "params_trainable": r.params_trainable,
+                               "epochs": len(r.history["val_loss"])}
+        row.update({f"hp_{k}": v for k, v in r.hyperparameters.items()})
+        for m in METRICS:
+            row[f"final_{m}"] = r.final(m) if r.history[m] else np.nan
+        row["best_val_loss"] = r.best("val_loss", "min")
+        row["best_val_accuracy"] = r.best("val_accuracy", "max")
+        row["verdict"] = r.verdict
+        row["stopped_by"] = r.stopped_by
+        row["error"] = r.error or r.skip_reason
+        rows.append(row)
+    return rows

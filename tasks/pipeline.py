@@ -1,0 +1,70 @@
+"""Prefect tasks of the pipeline: a name, retries and artifacts, then one call into paramaudit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from paramaudit import pipeline as steps
+from paramaudit.config import PipelineConfig
+from paramaudit.data import Splits
+from paramaudit.tracking import Tracker
+from paramaudit.training import FinalModel
+from paramaudit.tuning import SearchOutcome
+
+
+# Bad input is not transient: no retries on the steps that read the user's data or config.
+@task(name="preprocess", cache_policy=NO_CACHE)
+def preprocess(cfg: PipelineConfig) -> Splits:
+    """Load, validate, split (stratified) and scale on the train split only."""
+    return steps.preprocess(cfg)
+
+
+@task(name="tune", cache_policy=NO_CACHE)
+def tune(splits: Splits, cfg: PipelineConfig, tracker: Tracker, parent_id: str,
+         workdir: Path) -> SearchOutcome:
+    """Ray Tune search over the hyperparameter space; trials nested under the parent run."""
+    return steps.search(splits, cfg, tracker, parent_id, workdir)
+
+
+@task(name="train-final", cache_policy=NO_CACHE)
+def train_final(splits: Splits, outcome: SearchOutcome, cfg: PipelineConfig) -> FinalModel:
+    """Retrain the chosen hyperparameters with early stopping; evaluate once on test."""
+    return steps.train_final(splits, outcome, cfg)
+
+
+@task(name="audit", cache_policy=NO_CACHE)
+def audit(final: FinalModel, splits: Splits, outcome: SearchOutcome,
+          cfg: PipelineConfig) -> steps.AuditResult:
+    """Per-layer parameter counts and the overfitting verdict."""
+    return steps.audit(final, splits, outcome, cfg)
+
+
+@task(name="publish", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Splits,
+            outcome: SearchOutcome, final: FinalModel, result: steps.AuditResult,
+            flow_run_id: str | None) -> dict[str, Any]:
+    """MLflow params, metrics, tags and artifacts; Prefect table and markdown artifacts."""
+    summary = steps.publish(tracker, parent_id, cfg, splits, outcome, final, result, flow_run_id)
+    create_table_artifact(
+        key="parameter-audit",
+        table=result.layer_rows,
+        description=(f"Learned parameters per layer of the chosen model: "
+                     f"{result.report.total_params:,} in all. MLflow run {parent_id}."),
+    )
+    create_markdown_artifact(
+        key="overfit-verdict",
+        markdown=summary["markdown"],
+        description=f"Overfitting verdict: {result.verdict.verdict}. MLflow run {parent_id}.",
+    )
+    if summary.get("capacity_rows"):
+        create_table_artifact(
+            key="capacity-vs-generalisation",
+            table=summary["capacity_rows"],
+            description="Trainable parameters against train/val loss for every trial.",
+        )
+    return summary
