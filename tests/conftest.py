@@ -1,0 +1,59 @@
+"""Shared fixtures: a private working directory, a sqlite MLflow store, and the network guard."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NETGUARD = ROOT / "tests" / "support" / "netguard"
+
+# telemetry off for everything the tests start (FACTS.md: these are the traps)
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def cli_env(workdir: Path, guard_dir: Path | None = None, **extra: str) -> dict[str, str]:
+    """Environment for a `paramaudit` subprocess: its own store, Prefect home and guard."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "MLFLOW_"))}
+    env.update(
+        MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        PREFECT_HOME=str(workdir / "prefect-home"),
+        PYTHONUNBUFFERED="1",
+    )
+    if guard_dir is not None:
+        guard_dir.mkdir(parents=True, exist_ok=True)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(NETGUARD)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        )
+        env["PARAMAUDIT_NETGUARD_DIR"] = str(guard_dir)
+        env["PARAMAUDIT_NETGUARD_BLOCK"] = "1"
+    env.update(extra)
+    return env
+
+
+def paramaudit_cmd() -> list[str]:
+    """The installed console script, run with this interpreter."""
+    return [sys.executable, "-m", "paramaudit.cli"]
+
+
+def guard_findings(guard_dir: Path) -> list[str]:
+    """Every non-loopback attempt the guard logged."""
+    lines: list[str] = []
+    for log in sorted(guard_dir.glob("net-*.log")):
+        lines += log.read_text().splitlines()
+    return lines
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private working directory (mlflow.db, mlartifacts and .paramaudit land here)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

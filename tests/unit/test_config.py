@@ -1,0 +1,474 @@
+"""The typed configuration: defaults, YAML loading, overrides, and every one-line ConfigError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paramaudit.config import (
+    COMMON_HYPERPARAMETERS,
+    DEFAULT_SPACE,
+    HYPERPARAMETERS,
+    PipelineConfig,
+    build_config,
+    load_config,
+    read_yaml,
+    resolve_hyperparameters,
+)
+from paramaudit.errors import ConfigError, UserInputError
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_YAML = ROOT / "configs" / "default.yaml"
+
+
+def config_error(raw: dict[str, Any], overrides: dict[str, Any] | None = None) -> str:
+    """Build a config that must fail; return its message after checking it is one line."""
+    with pytest.raises(ConfigError) as info:
+        build_config(raw, overrides)
+    msg = str(info.value)
+    assert "\n" not in msg, f"ConfigError spans lines: {msg!r}"
+    assert msg.startswith("config"), msg
+    return msg
+
+
+def with_space(space: dict[str, Any], **search: Any) -> dict[str, Any]:
+    return {"search": {**search, "space": space}}
+
+
+# --------------------------------------------------------------------------- defaults and YAML
+
+
+def test_defaults_validate() -> None:
+    cfg = PipelineConfig()
+    assert cfg.model == "mlp"
+    assert cfg.data.dataset == "digits" and cfg.data.path is None
+    assert cfg.search.trials == 16
+    assert cfg.search.space == DEFAULT_SPACE
+    assert set(cfg.search.sampled()) == {k for k, v in DEFAULT_SPACE.items() if isinstance(v, dict)}
+    assert "activation" not in cfg.search.sampled()  # fixed, not sampled
+    # round trip: a dumped config validates again to the same thing
+    assert PipelineConfig.model_validate(cfg.model_dump()) == cfg
+
+
+def test_load_config_none_is_defaults() -> None:
+    assert load_config(None) == PipelineConfig()
+
+
+def test_default_yaml_loads() -> None:
+    cfg = load_config(DEFAULT_YAML)
+    assert cfg.experiment == "paramaudit"
+    assert cfg.data.dataset == "digits"
+    assert cfg.search.algorithm == "random"
+    assert cfg.search.trials == 16
+    assert cfg.search.space["learning_rate"] == {"loguniform": [1e-4, 1e-1]}
+    assert cfg.search.space["optimizer"] == {"choice": ["adam", "sgd", "rmsprop"]}
+    assert cfg.search.space["activation"] == "relu"
+    assert cfg.train.max_epochs == 30 and cfg.train.patience == 5
+    assert cfg.audit.max_gap == pytest.approx(0.05)
+
+
+def test_empty_yaml_is_defaults(tmp_path: Path) -> None:
+    p = tmp_path / "empty.yaml"
+    p.write_text("# nothing but a comment\n")
+    assert read_yaml(p) == {}
+    assert load_config(p) == PipelineConfig()
+
+
+def test_overrides_with_dotted_keys() -> None:
+    cfg = load_config(DEFAULT_YAML, {"search.trials": 3, "train.max_epochs": 7, "seed": 11,
+                                     "search.algorithm": "bayes", "experiment": "e2"})
+    assert cfg.search.trials == 3
+    assert cfg.train.max_epochs == 7
+    assert cfg.seed == 11
+    assert cfg.search.algorithm == "bayes"
+    assert cfg.experiment == "e2"
+    # the rest of the YAML survives an override in the same section
+    assert cfg.search.space["learning_rate"] == {"loguniform": [1e-4, 1e-1]}
+    assert cfg.search.scheduler == "asha"
+
+
+def test_override_none_is_ignored() -> None:
+    cfg = load_config(DEFAULT_YAML, {"search.trials": None, "seed": None})
+    assert cfg.search.trials == 16 and cfg.seed == 0
+
+
+def test_override_is_validated() -> None:
+    msg = config_error({}, {"search.trials": 0})
+    assert "search.trials" in msg
+
+
+def test_override_does_not_mutate_raw_mapping() -> None:
+    raw = {"search": {"trials": 5, "space": {"learning_rate": 0.1}}}
+    build_config(raw, {"search.trials": 2})
+    assert raw == {"search": {"trials": 5, "space": {"learning_rate": 0.1}}}
+
+
+def test_override_of_search_keeps_default_space() -> None:
+    # BUG: `paramaudit run --trials 4` (no --config) builds {"search": {"trials": 4}}; the
+    # SearchConfig default space is {} and is never validated, so the default search space
+    # silently disappears instead of staying DEFAULT_SPACE (or raising "space is empty").
+    cfg = load_config(None, {"search.trials": 4})
+    assert cfg.search.trials == 4
+    assert cfg.search.space == DEFAULT_SPACE
+
+
+def test_search_section_without_space_is_not_silently_empty() -> None:
+    # same BUG from YAML: `search: {algorithm: grid}` gives an empty, unvalidated space
+    try:
+        cfg = build_config({"search": {"algorithm": "grid"}})
+    except ConfigError as err:
+        assert "space" in str(err)
+    else:
+        assert cfg.search.space, "a search section without `space:` left the search space empty"
+
+
+def test_data_path_override_replaces_yaml_dataset(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("data:\n  dataset: wine\n  val_size: 0.25\n")
+    cfg = load_config(p, {"data.path": str(tmp_path / "my.csv"), "data.target": "label"})
+    assert cfg.data.dataset is None
+    assert cfg.data.path == tmp_path / "my.csv"
+    assert cfg.data.target == "label"
+    assert cfg.data.val_size == pytest.approx(0.25)  # other keys of the section survive
+
+
+def test_data_dataset_override_replaces_yaml_path() -> None:
+    raw = {"data": {"path": "x.csv", "target": "y", "test_size": 0.3}}
+    cfg = build_config(raw, {"data.dataset": "iris"})
+    assert cfg.data.dataset == "iris"
+    assert cfg.data.path is None and cfg.data.target is None
+    assert cfg.data.test_size == pytest.approx(0.3)
+
+
+def test_path_alone_drops_builtin_default() -> None:
+    cfg = build_config({"data": {"path": "x.csv", "target": "y"}})
+    assert cfg.data.dataset is None and cfg.data.path == Path("x.csv")
+
+
+# --------------------------------------------------------------------------- file errors
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(missing)
+    msg = str(info.value)
+    assert str(missing) in msg and "not found" in msg and "\n" not in msg
+
+
+def test_yaml_that_does_not_parse_names_the_line(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("seed: 1\nsearch:\n  trials: [1, 2\n  algorithm: random\nmodel: : :\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert str(p) in msg
+    assert "line " in msg
+    assert "does not parse" in msg
+
+
+def test_yaml_tab_error_line_number(tmp_path: Path) -> None:
+    p = tmp_path / "tab.yaml"
+    p.write_text("seed: 1\nexperiment: x\nsearch:\n\ttrials: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    assert "line 4" in str(info.value)
+
+
+def test_binary_config_file(tmp_path: Path) -> None:
+    p = tmp_path / "bin.yaml"
+    p.write_bytes(b"\xff\xfe\x00\x81garbage")
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    assert str(p) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "42\n"])
+def test_top_level_not_a_mapping(tmp_path: Path, text: str) -> None:
+    p = tmp_path / "list.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    assert "mapping" in str(info.value) and str(p) in str(info.value)
+
+
+def test_config_error_is_a_user_input_error() -> None:
+    with pytest.raises(UserInputError):
+        build_config({"search": {"trials": -1}})
+
+
+# --------------------------------------------------------------------------- unknown keys
+
+
+def test_unknown_top_level_key_suggests() -> None:
+    msg = config_error({"serach": {"trials": 3}})
+    assert "'serach'" in msg
+    assert "did you mean 'search'" in msg
+
+
+def test_unknown_nested_key_suggests() -> None:
+    msg = config_error({"search": {"trails": 3, "space": {"learning_rate": 0.1}}})
+    assert "search.trails" in msg
+    assert "did you mean 'trials'" in msg
+
+
+def test_unknown_key_in_other_sections() -> None:
+    assert "did you mean 'max_epochs'" in config_error({"train": {"max_epoch": 3}})
+    assert "did you mean 'tracking_uri'" in config_error({"tracking": {"tracking_url": "x"}})
+
+
+def test_unknown_key_far_from_anything_has_no_hint() -> None:
+    msg = config_error({"zzzzzz": 1})
+    assert "'zzzzzz'" in msg and "did you mean" not in msg
+
+
+# --------------------------------------------------------------------------- types and ranges
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"search": {"trials": "many", "space": {"learning_rate": 0.1}}}, "search.trials"),
+        ({"seed": "x"}, "seed"),
+        ({"train": {"max_epochs": 2.5}}, "train.max_epochs"),
+        ({"search": 5}, "search"),
+        ({"data": ["digits"]}, "data"),
+        ({"smoke": "maybe"}, "smoke"),
+        ({"search": {"algorithm": "exhaustive", "space": {"learning_rate": 0.1}}}, "search.algorithm"),
+        ({"preprocess": {"scaler": "zscore"}}, "preprocess.scaler"),
+    ],
+)
+def test_wrong_types_name_the_field(raw: dict[str, Any], field: str) -> None:
+    msg = config_error(raw)
+    assert f"config: {field}:" in msg
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_nonpositive_trials(value: int) -> None:
+    assert "search.trials" in config_error({"search": {"trials": value}})
+
+
+@pytest.mark.parametrize("value", [0, -3])
+def test_nonpositive_max_epochs(value: int) -> None:
+    assert "train.max_epochs" in config_error({"train": {"max_epochs": value}})
+
+
+@pytest.mark.parametrize("value", [0, -0.01, 0.0, float("nan"), float("inf"), True, "fast"])
+def test_bad_fixed_learning_rate(value: Any) -> None:
+    msg = config_error(with_space({"learning_rate": value}))
+    assert "search.space" in msg and "learning_rate" in msg
+
+
+@pytest.mark.parametrize("value", [0, -1, [0, 32], 32.0])
+def test_bad_batch_size(value: Any) -> None:
+    space = {"batch_size": {"choice": value}} if isinstance(value, list) else {"batch_size": value}
+    msg = config_error(with_space(space))
+    assert "batch_size" in msg
+
+
+def test_negative_learning_rate_inside_a_range() -> None:
+    msg = config_error(with_space({"learning_rate": {"uniform": [-0.1, 0.1]}}))
+    assert "learning_rate" in msg
+
+
+def test_empty_search_space() -> None:
+    msg = config_error({"search": {"space": {}}})
+    assert "search.space" in msg and "empty" in msg
+
+
+def test_grid_over_continuous_range() -> None:
+    msg = config_error(with_space({"learning_rate": {"loguniform": [1e-4, 1e-1]}}, algorithm="grid"))
+    assert "grid" in msg and "learning_rate" in msg
+
+
+def test_grid_over_choices_is_fine() -> None:
+    cfg = build_config(with_space({"learning_rate": {"choice": [0.1, 0.01]}, "optimizer": "sgd"},
+                                  algorithm="grid"))
+    assert cfg.search.space["learning_rate"] == {"choice": [0.1, 0.01]}
+    assert cfg.search.sampled() == ["learning_rate"]
+
+
+def test_unknown_hyperparameter_suggests() -> None:
+    msg = config_error(with_space({"lerning_rate": 0.1}))
+    assert "'lerning_rate'" in msg and "did you mean 'learning_rate'" in msg
+
+
+def test_unknown_distribution_suggests() -> None:
+    msg = config_error(with_space({"learning_rate": {"unifrom": [0.01, 0.1]}}))
+    assert "'unifrom'" in msg and "did you mean 'uniform'" in msg
+
+
+@pytest.mark.parametrize("low", [0, 0.0, -1e-3])
+def test_loguniform_low_not_positive(low: float) -> None:
+    msg = config_error(with_space({"weight_decay": {"loguniform": [low, 1e-2]}}))
+    assert "weight_decay" in msg
+
+
+def test_loguniform_low_zero_message() -> None:
+    msg = config_error(with_space({"weight_decay": {"loguniform": [0, 1e-2]}}))
+    assert "low > 0" in msg
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{"uniform": [0.1, 0.01]}, {"uniform": [0.1, 0.1]}, {"loguniform": [1e-1, 1e-4]}],
+)
+def test_low_not_below_high(spec: dict[str, Any]) -> None:
+    msg = config_error(with_space({"learning_rate": spec}))
+    assert "low < high" in msg and "learning_rate" in msg
+
+
+def test_randint_low_not_below_high() -> None:
+    assert "low < high" in config_error(with_space({"hidden_size": {"randint": [64, 64]}}))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{"choice": []}, {"uniform": [0.1]}, {"uniform": 0.1}, {"uniform": [0.1, 0.2], "choice": [1]}],
+)
+def test_malformed_distribution(spec: dict[str, Any]) -> None:
+    assert "learning_rate" in config_error(with_space({"learning_rate": spec}))
+
+
+def test_continuous_range_over_integer_hyperparameter() -> None:
+    msg = config_error(with_space({"batch_size": {"uniform": [16, 128]}}))
+    assert "batch_size" in msg and "integer" in msg
+
+
+def test_unknown_optimizer_suggests() -> None:
+    msg = config_error(with_space({"optimizer": "adamm"}))
+    assert "optimizer" in msg and "did you mean 'adam'" in msg
+
+
+def test_unknown_optimizer_in_choice() -> None:
+    msg = config_error(with_space({"optimizer": {"choice": ["adam", "lion"]}}))
+    assert "optimizer" in msg and "'lion'" in msg
+
+
+def test_unknown_activation() -> None:
+    assert "activation" in config_error(with_space({"activation": "relu6"}))
+
+
+def test_unknown_model_suggests() -> None:
+    msg = config_error({"model": "mpl"})
+    assert "config: model:" in msg and "did you mean 'mlp'" in msg
+
+
+def test_unknown_dataset_suggests() -> None:
+    msg = config_error({"data": {"dataset": "digit"}})
+    assert "data" in msg and "'digit'" in msg and "did you mean 'digits'" in msg
+
+
+def test_both_dataset_and_path() -> None:
+    msg = config_error({"data": {"dataset": "iris", "path": "x.csv", "target": "y"}})
+    assert "data" in msg and "both" in msg
+
+
+def test_neither_dataset_nor_path() -> None:
+    assert "data" in config_error({"data": {"dataset": None}})
+
+
+def test_path_without_target() -> None:
+    msg = config_error({"data": {"path": "x.csv"}})
+    assert "data" in msg and "target" in msg
+
+
+@pytest.mark.parametrize(("val", "test"), [(0.45, 0.45), (0.5, 0.45), (0.6, 0.35)])
+def test_val_plus_test_too_large(val: float, test: float) -> None:
+    msg = config_error({"data": {"val_size": val, "test_size": test}})
+    assert "val_size + test_size" in msg
+
+
+@pytest.mark.parametrize("size", [0, 1, -0.1, 1.5])
+def test_split_fraction_out_of_range(size: float) -> None:
+    assert "data.val_size" in config_error({"data": {"val_size": size}})
+
+
+def test_max_rows_too_small() -> None:
+    assert "data.max_rows" in config_error({"data": {"max_rows": 5}})
+
+
+def test_several_problems_still_one_line() -> None:
+    msg = config_error({"seed": "x", "search": {"trials": 0, "grace_period": 0}})
+    assert "more problem" in msg
+
+
+def test_assignment_is_validated() -> None:
+    cfg = PipelineConfig()
+    with pytest.raises(ValueError):
+        cfg.search.trials = 0
+
+
+# --------------------------------------------------------------------------- effective()
+
+
+def test_effective_in_smoke_mode_shrinks_and_copies() -> None:
+    cfg = load_config(DEFAULT_YAML, {"smoke": True})
+    eff = cfg.effective()
+    assert eff is not cfg
+    assert eff.search.trials == 2
+    assert eff.search.grace_period == 1
+    assert eff.train.max_epochs == 2
+    assert eff.train.patience == 2
+    # the original is untouched
+    assert cfg.search.trials == 16
+    assert cfg.search.grace_period == 3
+    assert cfg.train.max_epochs == 30
+    assert cfg.train.patience == 5
+    assert eff.search.space == cfg.search.space
+
+
+def test_effective_smoke_never_grows_budgets() -> None:
+    cfg = build_config({"smoke": True, "search": {"trials": 1, "space": {"learning_rate": 0.1}},
+                        "train": {"max_epochs": 1, "patience": 1}})
+    eff = cfg.effective()
+    assert eff.search.trials == 1 and eff.train.max_epochs == 1 and eff.train.patience == 1
+
+
+def test_effective_without_smoke_is_unchanged() -> None:
+    cfg = load_config(DEFAULT_YAML)
+    assert cfg.effective() == cfg
+    assert cfg.effective().search.trials == 16
+
+
+# --------------------------------------------------------------------------- resolve_hyperparameters
+
+
+def test_resolve_mlp_fills_defaults_and_drops_cnn_keys() -> None:
+    hp = resolve_hyperparameters({"learning_rate": 0.05, "channels": 8, "kernel_size": 5,
+                                  "hidden_size": 32, "optimizer": "adam", "bogus": 1}, "mlp")
+    assert set(hp) == set(COMMON_HYPERPARAMETERS) | {"num_layers", "hidden_size"}
+    assert hp["learning_rate"] == 0.05
+    assert hp["hidden_size"] == 32
+    assert hp["num_layers"] == HYPERPARAMETERS["num_layers"][1]
+    assert hp["batch_size"] == HYPERPARAMETERS["batch_size"][1]
+    assert "momentum" not in hp and "channels" not in hp and "bogus" not in hp
+
+
+def test_resolve_cnn_keeps_cnn_keys_only() -> None:
+    hp = resolve_hyperparameters({"channels": 8, "num_layers": 3, "hidden_size": 64}, "cnn")
+    assert set(hp) == set(COMMON_HYPERPARAMETERS) | {"channels", "kernel_size", "conv_layers"}
+    assert hp["channels"] == 8
+    assert hp["kernel_size"] == HYPERPARAMETERS["kernel_size"][1]
+    assert "num_layers" not in hp and "hidden_size" not in hp
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop"])
+def test_momentum_dropped_unless_sgd_momentum(optimizer: str) -> None:
+    hp = resolve_hyperparameters({"optimizer": optimizer, "momentum": 0.5})
+    assert "momentum" not in hp
+    assert hp["optimizer"] == optimizer
+
+
+def test_momentum_kept_for_sgd_momentum() -> None:
+    hp = resolve_hyperparameters({"optimizer": "sgd_momentum", "momentum": 0.5})
+    assert hp["momentum"] == 0.5
+    default = resolve_hyperparameters({"optimizer": "sgd_momentum"})
+    assert default["momentum"] == HYPERPARAMETERS["momentum"][1]
+
+
+def test_momentum_dropped_for_default_optimizer() -> None:
+    assert "momentum" not in resolve_hyperparameters({"momentum": 0.5})
