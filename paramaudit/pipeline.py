@@ -220,9 +220,7 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     finished = sum(t.status == "TERMINATED" for t in outcome.trials)
     metrics = {
         "test_accuracy": final.test_accuracy, "test_loss": final.test_loss,
-        "params_total": rep.total_params, "params_trainable": rep.trainable_params,
-        "params_frozen": rep.frozen_params, "buffer_elements": rep.buffer_elements,
-        "params_bytes": rep.bytes, "params_per_train_sample": rep.trainable_params / n_train,
+        **audit_metrics(rep), "params_per_train_sample": rep.trainable_params / n_train,
         "best_epoch": best + 1, "epochs_trained": len(h.val_loss),
         "val_loss": h.val_loss[best], "val_accuracy": h.val_accuracy[best],
         "train_loss": h.train_loss[best], "train_accuracy": h.train_accuracy[best],
@@ -259,8 +257,7 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
                   None)
     with scratch_dir() as tmp:
         d = Path(tmp)
-        (d / "parameter_audit.json").write_text(json.dumps(rep.to_dict(), indent=2))
-        report.layers_dataframe(rep).to_csv(d / "parameter_audit.csv", index=False)
+        log_audit(tracker, parent_id, rep)
         (d / "report.md").write_text(md)
         (d / "overfit_verdict.json").write_text(json.dumps(
             {"verdict": verdict.verdict, "reasons": verdict.details()}, indent=2))
@@ -268,13 +265,10 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
         (d / "history.json").write_text(json.dumps(h.to_dict(), indent=2))
         plot_learning_curves(h, d / "learning_curves.png",
                              title=f"Final model on {splits.name}: learning curves")
-        report.plot_layers(rep, d / "parameters_per_layer.png")
         if result.capacity_points:
             capacity.plot_capacity(result.capacity_points, chosen, d / "capacity.png")
             cap_rows = capacity.summary_table(result.capacity_points, chosen)
             pd.DataFrame(cap_rows).to_csv(d / "capacity.csv", index=False)
-        for name in ("parameter_audit.json", "parameter_audit.csv"):
-            tracker.log_file(parent_id, d / name, "audit")
         for p in sorted(d.glob("*.png")):
             tracker.log_file(parent_id, p, "plots")
         for name in ("report.md", "overfit_verdict.json", "trials.csv", "history.json",
@@ -311,6 +305,30 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     }
 
 
+def log_audit(tracker: Tracker, run_id: str, rep: audit_lib.AuditReport) -> None:
+    """The per-layer audit as MLflow artifacts: JSON, CSV, markdown and a bar chart."""
+    with scratch_dir() as tmp:
+        d = Path(tmp)
+        (d / "parameter_audit.json").write_text(json.dumps(rep.to_dict(), indent=2))
+        report.layers_dataframe(rep).to_csv(d / "parameter_audit.csv", index=False)
+        (d / "parameter_audit.md").write_text(report.render(rep, "markdown"))
+        report.plot_layers(rep, d / "parameters_per_layer.png")
+        for p in sorted(d.iterdir()):
+            tracker.log_file(run_id, p, "audit")
+
+
+def audit_metrics(rep: audit_lib.AuditReport) -> dict[str, float]:
+    """Learned-parameter counts of an audit, as MLflow metrics."""
+    mem = rep.training_memory_bytes.get(rep.optimizer or "adam", {})
+    return {
+        "params_total": rep.total_params, "params_trainable": rep.trainable_params,
+        "params_frozen": rep.frozen_params, "buffer_elements": rep.buffer_elements,
+        "params_bytes": rep.bytes, "params_embedding": rep.embedding_params,
+        "params_non_embedding": rep.non_embedding_params,
+        **{f"training_memory_{k}_bytes": v for k, v in mem.items()},
+    }
+
+
 def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: FinalModel,
              verdict: Verdict, example: Any) -> dict[str, Any]:
     """Log the model and register it; only a model that passed the gate gets the champion alias."""
@@ -339,3 +357,24 @@ def gate(tracker: Tracker, parent_id: str, cfg: PipelineConfig, result: AuditRes
             f"overfitting gate: verdict overfit ({result.verdict.tag_text()[:300]})")
         err.summary = summary  # type: ignore[attr-defined]
         raise err
+
+
+def audit_spec(spec: str, meta: bool = False, optimizer: str = "adam") -> audit_lib.AuditReport:
+    """Build a model from a SPEC (optionally on the meta device) and audit it."""
+    return audit_lib.audit_model(audit_lib.load_spec(spec, meta=meta), optimizer=optimizer)
+
+
+def publish_standalone_audit(tracker: Tracker, spec: str, meta: bool, rep: audit_lib.AuditReport,
+                             flow_run_id: str | None) -> str:
+    """An audit-only MLflow run: the SPEC as params, counts as metrics, the audit as artifacts."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    tags = {"paramaudit.kind": "audit", "spec": spec}
+    if flow_run_id:
+        tags["prefect_flow_run_id"] = flow_run_id
+    with tracker.parent_run(f"audit {spec}{' (meta)' if meta else ''} {stamp}", tags) as run_id:
+        tracker.log_params(run_id, {"setting.spec": spec, "setting.meta": meta,
+                                    "setting.optimizer": rep.optimizer or "adam"})
+        tracker.log_metrics(run_id, audit_metrics(rep))
+        log_audit(tracker, run_id, rep)
+    say(f"audit: {spec}: {rep.total_params:,} learned parameters; MLflow run {run_id}")
+    return run_id

@@ -11,6 +11,7 @@ import pytest
 from paramaudit.config import DataConfig, PreprocessConfig
 from paramaudit.data import (
     Dataset,
+    Splits,
     check_dataset,
     file_digest,
     fit_scaler,
@@ -168,29 +169,33 @@ def test_too_few_rows_for_a_split() -> None:
 # --------------------------------------------------------------------------- scaling (no leakage)
 
 
+def row_ids(s: Splits, x: np.ndarray) -> np.ndarray:
+    """Undo the scaling of the row-id column to find which rows a split holds."""
+    return (x[:, 0] * s.scaler.scale[0] + s.scaler.shift[0]).round().astype(int)
+
+
 def test_standard_scaler_fitted_on_train_only() -> None:
     ds = indexed_dataset(400)
     s = split_and_scale(ds, DataConfig(), PreprocessConfig(scaler="standard"), seed=0)
-    feats = slice(1, None)  # skip the row-id column's special structure too: all columns checked
     np.testing.assert_allclose(s.x_train.mean(axis=0), 0.0, atol=1e-4)
     np.testing.assert_allclose(s.x_train.std(axis=0), 1.0, atol=1e-4)
     # val and test went through the train statistics, so they are not exactly standardised
     for x in (s.x_val, s.x_test):
-        assert np.abs(x[:, feats].mean(axis=0)).max() > 1e-3
-        assert np.abs(x[:, feats].std(axis=0) - 1).max() > 1e-3
-    # and the shift/scale are the train split's own statistics
-    train_rows = ds.x[np.sort(np.concatenate([
-        s.x_train[:, 0] * s.scaler.scale[0] + s.scaler.shift[0]]).round().astype(int))]
-    np.testing.assert_allclose(s.scaler.shift, train_rows.mean(axis=0), rtol=1e-4, atol=1e-3)
-    full_mean = ds.x.mean(axis=0)
-    assert not np.allclose(s.scaler.shift[1:], full_mean[1:], atol=1e-6)
+        assert np.abs(x[:, 1:].mean(axis=0)).max() > 1e-3
+        assert np.abs(x[:, 1:].std(axis=0) - 1).max() > 1e-3
+    # the shift/scale are the train rows' own statistics, not the whole data set's
+    train_raw = ds.x[row_ids(s, s.x_train)]
+    np.testing.assert_allclose(s.scaler.shift, train_raw.mean(axis=0), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(s.scaler.scale, train_raw.std(axis=0), rtol=1e-4, atol=1e-3)
+    assert not np.allclose(s.scaler.shift[1:], ds.x.mean(axis=0)[1:], atol=1e-6)
 
 
-def test_val_rows_use_train_statistics_exactly() -> None:
+def test_val_and_test_rows_use_train_statistics_exactly() -> None:
     ds = indexed_dataset(400)
     s = split_and_scale(ds, DataConfig(), PreprocessConfig(scaler="standard"), seed=0)
-    raw_val = ds.x[(s.x_val[:, 0] * s.scaler.scale[0] + s.scaler.shift[0]).round().astype(int)]
-    np.testing.assert_allclose(s.x_val, (raw_val - s.scaler.shift) / s.scaler.scale, rtol=1e-5, atol=1e-5)
+    for x in (s.x_val, s.x_test):
+        raw = ds.x[row_ids(s, x)]
+        np.testing.assert_allclose(x, (raw - s.scaler.shift) / s.scaler.scale, rtol=1e-5, atol=1e-5)
 
 
 def test_minmax_scaler() -> None:

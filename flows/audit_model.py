@@ -1,0 +1,26 @@
+"""Audit a model without training it: its own Prefect flow, logged to MLflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from paramaudit import pipeline as steps
+from paramaudit.config import TrackingConfig
+from tasks import audit as t
+
+
+@flow(name="paramaudit-audit", flow_run_name="audit {spec}", log_prints=True)
+def audit_model_flow(spec: str = "models:mlp", meta: bool = False, depth: int | None = None,
+                     optimizer: str = "adam", experiment: str = "paramaudit-audits",
+                     tracking: TrackingConfig | None = None) -> dict[str, Any]:
+    """Count a model's parameters layer by layer; returns the totals and the MLflow run id."""
+    tracker = steps.Tracker(tracking or TrackingConfig(), experiment)
+    rep = t.audit_model(spec, meta, optimizer)                                    # 1. audit
+    run_id = t.publish_audit(tracker, spec, meta, rep, depth,                     # 2. publish
+                             str(flow_run.id) if flow_run.id else None)
+    return {"mlflow_run_id": run_id, "experiment": experiment, "spec": spec,
+            "total_params": rep.total_params, "trainable_params": rep.trainable_params,
+            "bytes": rep.bytes}

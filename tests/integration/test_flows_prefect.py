@@ -1,0 +1,92 @@
+"""The flows in-process under Prefect's test harness: states, artifacts, and failure handling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from paramaudit.config import TrackingConfig, build_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _artifacts(flow_run_id: str) -> dict:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        state = client.read_flow_run(flow_run_id).state
+    return {"artifacts": {a.key: a for a in arts}, "state": state}
+
+
+def _config(tmp: Path, **extra):
+    raw = {"experiment": "flow-test", "smoke": True, "data": {"dataset": "iris"},
+           "tracking": {"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
+                        "artifact_location": str(tmp / "art")}}
+    raw.update(extra)
+    return build_config(raw)
+
+
+def test_pipeline_flow_publishes_prefect_artifacts(harness, workdir: Path) -> None:
+    from flows.pipeline import paramaudit_pipeline
+
+    summary = paramaudit_pipeline(config=_config(workdir))
+    seen = _artifacts(summary["prefect_flow_run_id"])
+    assert seen["state"].is_completed()
+    table = seen["artifacts"]["parameter-audit"]
+    assert table.type == "table"
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert sum(row["params"] for row in rows) == summary["params_total"]
+    md = seen["artifacts"]["overfit-verdict"]
+    assert md.type == "markdown"
+    assert summary["mlflow_run_id"] in md.data
+    assert "Overfitting verdict" in md.data
+
+
+def test_a_failing_flow_marks_the_parent_run_failed(harness, workdir: Path) -> None:
+    """A crash inside the flow must not leave the MLflow run RUNNING."""
+    from mlflow import MlflowClient
+
+    from flows.pipeline import paramaudit_pipeline
+    from paramaudit.errors import DataError
+
+    csv = workdir / "one_class.csv"
+    csv.write_text("a,b,label\n" + "".join(f"{i},{i * 2},x\n" for i in range(30)))
+    cfg = _config(workdir, data={"path": str(csv), "target": "label"})
+    with pytest.raises(DataError, match="one class"):
+        paramaudit_pipeline(config=cfg)
+    client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
+    exp = client.get_experiment_by_name("flow-test")
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.dataset = 'one_class'")
+    assert len(runs) == 1
+    assert runs[0].info.status == "FAILED"
+    assert "one class" in runs[0].data.tags["error"]
+
+
+def test_audit_flow_logs_an_audit_run(harness, workdir: Path) -> None:
+    from mlflow import MlflowClient
+
+    from flows.audit_model import audit_model_flow
+
+    tracking = TrackingConfig(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+                              artifact_location=str(workdir / "art"))
+    out = audit_model_flow(spec="models:cnn", meta=True, tracking=tracking)
+    client = MlflowClient(tracking_uri=tracking.tracking_uri)
+    run = client.get_run(out["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["params_total"] == out["total_params"] > 0
+    assert run.data.params["setting.spec"] == "models:cnn"
+    names = {a.path for a in client.list_artifacts(run.info.run_id, "audit")}
+    assert "audit/parameter_audit.json" in names and "audit/parameters_per_layer.png" in names

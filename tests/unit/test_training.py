@@ -1,0 +1,287 @@
+"""The training loop on tiny real problems: accuracy, early stopping, optimizers, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models import build_model
+from paramaudit.config import DataConfig, PreprocessConfig
+from paramaudit.data import preprocess
+from paramaudit.training import (
+    FinalModel,
+    History,
+    NonFiniteLossError,
+    as_tensors,
+    evaluate,
+    fit,
+    make_optimizer,
+    train_best,
+)
+
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+def blobs(n: int = 200, d: int = 4, sep: float = 3.0, seed: int = 0) -> tuple[Arrays, Arrays]:
+    """Two gaussian blobs, well separated; 3/4 train, 1/4 val."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n).astype(np.int64)
+    x = (rng.normal(size=(n, d)) + y[:, None] * sep).astype(np.float32)
+    cut = n * 3 // 4
+    return (x[:cut], y[:cut]), (x[cut:], y[cut:])
+
+
+def noise(n: int = 40, d: int = 4, seed: int = 1) -> tuple[Arrays, Arrays]:
+    """Labels unrelated to the features: a big model can only memorise, so val loss rises."""
+    rng = np.random.default_rng(seed)
+    def draw() -> Arrays:
+        return rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, 2, n).astype(np.int64)
+    return draw(), draw()
+
+
+def mlp(seed: int = 0, **hp: object) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    hp.setdefault("num_layers", 1)
+    hp.setdefault("hidden_size", 16)
+    return build_model("mlp", (4,), 2, **hp)
+
+
+HP = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 32}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():  # noqa: ANN201
+    """Tiny models run fastest on one thread; intra-op threads only add contention here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def test_fit_separable_problem_reaches_high_accuracy() -> None:
+    train, val = blobs()
+    model = mlp()
+    before = evaluate(model, *as_tensors(*val))
+    h = fit(model, train, val, HP, max_epochs=15)
+    assert h.val_accuracy[-1] >= 0.95
+    assert h.train_accuracy[-1] >= 0.95
+    assert h.val_loss[-1] < before[0]
+    assert h.train_loss[-1] < h.train_loss[0]
+    assert not model.training  # fit leaves the model in eval mode
+
+
+def test_history_lengths_equal_epochs() -> None:
+    train, val = blobs()
+    h = fit(mlp(), train, val, HP, max_epochs=6)
+    assert len(h.train_loss) == len(h.val_loss) == len(h.train_accuracy) == len(h.val_accuracy) == 6
+    assert not h.stopped_early
+    assert 0 <= h.best_epoch < 6
+    assert h.best_epoch == int(np.argmin(h.val_loss))
+    assert all(0.0 <= a <= 1.0 for a in h.train_accuracy + h.val_accuracy)
+
+
+def test_history_exports() -> None:
+    train, val = blobs()
+    h = fit(mlp(), train, val, HP, max_epochs=3)
+    d = h.to_dict()
+    assert d["val_loss"] == h.val_loss and d["best_epoch"] == h.best_epoch
+    c = h.curves()
+    assert c.train_loss == h.train_loss and c.val_accuracy == h.val_accuracy
+    c.train_loss.append(99.0)
+    assert len(h.train_loss) == 3  # the curves are a copy
+
+
+def test_on_epoch_callback_sees_every_epoch() -> None:
+    train, val = blobs()
+    seen: list[tuple[int, dict[str, float]]] = []
+    h = fit(mlp(), train, val, HP, max_epochs=4, on_epoch=lambda e, m: seen.append((e, m)))
+    assert [e for e, _ in seen] == [0, 1, 2, 3]
+    assert [m["val_loss"] for _, m in seen] == h.val_loss
+    assert set(seen[0][1]) == {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+
+
+def test_early_stopping_stops_and_restores_best_weights() -> None:
+    train, val = noise()
+    model = mlp(num_layers=2, hidden_size=256)
+    hp = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 8}
+    h = fit(model, train, val, hp, max_epochs=100, patience=3)
+    assert h.stopped_early
+    assert len(h.val_loss) < 100
+    assert len(h.val_loss) == h.best_epoch + 1 + 3  # exactly `patience` bad epochs after the best
+    assert h.best_epoch == int(np.argmin(h.val_loss))
+    assert min(h.val_loss[h.best_epoch + 1:]) >= h.val_loss[h.best_epoch]
+    val_loss_now, val_acc_now = evaluate(model, *as_tensors(*val))
+    assert val_loss_now == pytest.approx(h.val_loss[h.best_epoch], abs=1e-5)
+    assert val_acc_now == pytest.approx(h.val_accuracy[h.best_epoch], abs=1e-9)
+    assert val_loss_now != pytest.approx(h.val_loss[-1], abs=1e-5)  # not the last weights
+
+
+def test_restore_best_false_keeps_last_weights() -> None:
+    train, val = noise()
+    model = mlp(num_layers=2, hidden_size=256)
+    hp = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 8}
+    h = fit(model, train, val, hp, max_epochs=100, patience=3, restore_best=False)
+    assert h.stopped_early
+    val_loss_now, _ = evaluate(model, *as_tensors(*val))
+    assert val_loss_now == pytest.approx(h.val_loss[-1], abs=1e-5)
+
+
+def test_patience_none_runs_every_epoch_on_noise() -> None:
+    train, val = noise()
+    h = fit(mlp(num_layers=2, hidden_size=64), train, val,
+            {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 8}, max_epochs=12)
+    assert len(h.val_loss) == 12 and not h.stopped_early
+
+
+def test_fit_restores_batchnorm_statistics_of_best_epoch() -> None:
+    # a CNN has BatchNorm buffers: restoring only parameters would not reproduce the best loss
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 64)).astype(np.float32)
+    y = rng.integers(0, 3, 60).astype(np.int64)
+    torch.manual_seed(0)
+    model = build_model("cnn", (1, 8, 8), 3, channels=8)
+    h = fit(model, (x[:40], y[:40]), (x[40:], y[40:]),
+            {"optimizer": "adam", "learning_rate": 0.05, "batch_size": 8}, max_epochs=25, patience=2)
+    assert h.best_epoch < len(h.val_loss) - 1  # the last epoch was not the best one
+    val_loss_now, _ = evaluate(model, *as_tensors(x[40:], y[40:]))
+    assert val_loss_now == pytest.approx(h.val_loss[h.best_epoch], abs=1e-5)
+
+
+# --------------------------------------------------------------------------- optimizers
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("sgd", torch.optim.SGD),
+        ("sgd_momentum", torch.optim.SGD),
+        ("adam", torch.optim.Adam),
+        ("adamw", torch.optim.AdamW),
+        ("rmsprop", torch.optim.RMSprop),
+    ],
+)
+def test_every_optimizer_builds(name: str, cls: type[torch.optim.Optimizer]) -> None:
+    model = mlp()
+    opt = make_optimizer(model.parameters(), {"optimizer": name, "learning_rate": 0.02,
+                                              "weight_decay": 1e-4, "momentum": 0.8})
+    assert type(opt) is cls
+    group = opt.param_groups[0]
+    assert group["lr"] == pytest.approx(0.02)
+    assert group["weight_decay"] == pytest.approx(1e-4)
+    if name == "sgd_momentum":
+        assert group["momentum"] == pytest.approx(0.8) and group["nesterov"]
+    if name == "sgd":
+        assert group["momentum"] == 0
+
+
+@pytest.mark.parametrize("name", ["sgd", "sgd_momentum", "adam", "adamw", "rmsprop"])
+def test_every_optimizer_trains(name: str) -> None:
+    train, val = blobs()
+    lr = {"sgd": 0.1, "sgd_momentum": 0.05}.get(name, 0.01)
+    h = fit(mlp(), train, val, {"optimizer": name, "learning_rate": lr, "batch_size": 32}, max_epochs=8)
+    assert h.val_accuracy[-1] >= 0.9
+    assert h.train_loss[-1] < h.train_loss[0]
+
+
+def test_default_optimizer_is_adam() -> None:
+    opt = make_optimizer(mlp().parameters(), {})
+    assert type(opt) is torch.optim.Adam
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+def test_unknown_optimizer_raises() -> None:
+    with pytest.raises(ValueError) as info:
+        make_optimizer(mlp().parameters(), {"optimizer": "lion"})
+    assert "lion" in str(info.value)
+
+
+# --------------------------------------------------------------------------- non-finite loss
+
+
+def test_huge_learning_rate_raises_non_finite() -> None:
+    train, val = blobs()
+    with pytest.raises(NonFiniteLossError):
+        fit(mlp(num_layers=2), train, val, {"optimizer": "sgd", "learning_rate": 1e30, "batch_size": 16},
+            max_epochs=5)
+
+
+def test_inf_input_raises_non_finite() -> None:
+    (x, y), val = blobs()
+    x = x.copy()
+    x[3, 1] = np.inf
+    with pytest.raises(NonFiniteLossError) as info:
+        fit(mlp(), (x, y), val, HP, max_epochs=3)
+    assert "epoch 1" in str(info.value)
+
+
+def test_nan_in_validation_raises_non_finite() -> None:
+    train, (xv, yv) = blobs()
+    xv = xv.copy()
+    xv[0, 0] = np.nan
+    with pytest.raises(NonFiniteLossError):
+        fit(mlp(), train, (xv, yv), HP, max_epochs=2)
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def test_same_seed_same_history() -> None:
+    train, val = blobs()
+    hp = {**HP, "dropout": 0.2}
+    a = fit(mlp(seed=5, dropout=0.2), train, val, hp, max_epochs=4, seed=5)
+    b = fit(mlp(seed=5, dropout=0.2), train, val, hp, max_epochs=4, seed=5)
+    assert a == b
+
+
+def test_different_seed_different_history() -> None:
+    train, val = blobs()
+    a = fit(mlp(seed=1), train, val, HP, max_epochs=3, seed=1)
+    b = fit(mlp(seed=1), train, val, HP, max_epochs=3, seed=2)
+    assert a.train_loss != b.train_loss
+
+
+# --------------------------------------------------------------------------- train_best
+
+
+@pytest.fixture(scope="module")
+def iris_splits():  # noqa: ANN201 - the Splits dataclass
+    return preprocess(DataConfig(dataset="iris"), PreprocessConfig(), seed=0)
+
+
+def test_train_best_returns_test_metrics(iris_splits) -> None:  # noqa: ANN001
+    hp = {"optimizer": "adam", "learning_rate": 0.02, "batch_size": 16, "num_layers": 1,
+          "hidden_size": 16}
+    final = train_best(iris_splits, "mlp", hp, max_epochs=40, patience=8, seed=0)
+    assert isinstance(final, FinalModel) and isinstance(final.history, History)
+    assert final.hyperparameters == hp and final.hyperparameters is not hp
+    assert 0 < len(final.history.val_loss) <= 40
+    assert final.test_accuracy >= 0.8
+    assert final.test_loss > 0
+    # the reported test metrics are the returned model's on the test split
+    loss, acc = evaluate(final.model, *as_tensors(iris_splits.x_test, iris_splits.y_test))
+    assert loss == pytest.approx(final.test_loss, abs=1e-6)
+    assert acc == pytest.approx(final.test_accuracy)
+    # and the model holds the best epoch's weights
+    val_loss, _ = evaluate(final.model, *as_tensors(iris_splits.x_val, iris_splits.y_val))
+    assert val_loss == pytest.approx(final.history.val_loss[final.history.best_epoch], abs=1e-5)
+
+
+def test_train_best_is_deterministic(iris_splits) -> None:  # noqa: ANN001
+    hp = {"optimizer": "sgd_momentum", "learning_rate": 0.05, "batch_size": 16, "num_layers": 1,
+          "hidden_size": 8, "momentum": 0.9}
+    a = train_best(iris_splits, "mlp", hp, max_epochs=5, patience=5, seed=3)
+    b = train_best(iris_splits, "mlp", hp, max_epochs=5, patience=5, seed=3)
+    assert a.history == b.history
+    assert a.test_loss == b.test_loss
+
+
+def test_train_best_cnn_on_digits() -> None:
+    splits = preprocess(DataConfig(dataset="digits", max_rows=400), PreprocessConfig(), seed=0)
+    final = train_best(splits, "cnn", {"channels": 8, "learning_rate": 0.01, "batch_size": 32},
+                       max_epochs=2, patience=2, seed=0)
+    assert len(final.history.val_loss) == 2
+    assert 0.0 <= final.test_accuracy <= 1.0
