@@ -133,14 +133,17 @@ class DataConfig(_Strict):
             values.setdefault("dataset", None)
         return values
 
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, name: str | None) -> str | None:
+        return None if name is None else _one_of(BUILTIN_DATASETS)(name)
+
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
         if self.path is not None and self.dataset is not None:
             raise ValueError("give either dataset or path, not both")
         if self.path is None and self.dataset is None:
             raise ValueError("give a dataset name or a path")
-        if self.dataset is not None and self.dataset not in BUILTIN_DATASETS:
-            _one_of(BUILTIN_DATASETS)(self.dataset)
         if self.path is not None and not self.target:
             raise ValueError("a data path needs a target column (target: NAME or --target)")
         if self.val_size + self.test_size >= 0.9:
