@@ -46,3 +46,13 @@ bench: install
 
 clean:
 	rm -rf .paramaudit mlartifacts mlflow.db bench/results
+
+# Scheduled runs need a Prefect server: `prefect server start --host 127.0.0.1` and
+# PREFECT_API_URL=http://127.0.0.1:4200/api in the environment of both targets.
+deploy: install
+	$(BIN)/prefect work-pool inspect paramaudit-pool >/dev/null 2>&1 || \
+	  $(BIN)/prefect work-pool create paramaudit-pool --type process
+	PARAMAUDIT_HOME=$(CURDIR) $(BIN)/prefect --no-prompt deploy --all
+
+worker: install
+	PARAMAUDIT_HOME=$(CURDIR) PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/prefect worker start --pool paramaudit-pool

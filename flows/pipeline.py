@@ -25,7 +25,7 @@ def _run_name() -> str:
       validate_parameters=True)
 def paramaudit_pipeline(config: PipelineConfig | None = None) -> dict[str, Any]:
     """Preprocess, tune, train, audit and publish; returns the summary with the MLflow run id."""
-    entered = time.monotonic()
+    entered, entered_wall = time.monotonic(), time.time()
     cfg = (config or PipelineConfig()).effective()
     tracker = steps.open_tracker(cfg)
     flow_run_id = str(flow_run.id) if flow_run.id else None
@@ -42,7 +42,9 @@ def paramaudit_pipeline(config: PipelineConfig | None = None) -> dict[str, Any]:
         with timer("publish"):
             summary = t.publish(tracker, parent_id, cfg, splits, outcome, final,   # 5. publish
                                 result, flow_run_id)
-        summary["timings"] = timer.seconds | {"flow_body": time.monotonic() - entered}
+        summary["timings"] = timer.seconds | {
+            "flow_body": round(time.monotonic() - entered, 3), "flow_entered_at": entered_wall,
+            "ray_start": round(outcome.ray_start_seconds, 3)}
         steps.gate(tracker, parent_id, cfg, result, summary)                      # 6. gate
     return summary
 

@@ -110,6 +110,18 @@ def _check_distribution(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     return {kind: [low, high]}
 
 
+DEFAULT_SPACE: dict[str, Any] = {
+    "learning_rate": {"loguniform": [1e-4, 1e-1]},
+    "batch_size": {"choice": [32, 64, 128]},
+    "num_layers": {"choice": [1, 2, 3]},
+    "hidden_size": {"choice": [32, 64, 128, 256]},
+    "dropout": {"uniform": [0.0, 0.5]},
+    "weight_decay": {"loguniform": [1e-6, 1e-2]},
+    "optimizer": {"choice": ["adam", "sgd", "rmsprop"]},
+    "activation": "relu",
+}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -169,7 +181,7 @@ class SearchConfig(_Strict):
     metric: Literal["val_loss", "val_accuracy"] = "val_loss"
     max_params: int | None = Field(None, ge=1)
     max_params_per_sample: float | None = Field(None, gt=0)
-    space: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_SPACE))
 
     @field_validator("space")
     @classmethod
@@ -254,7 +266,7 @@ class PipelineConfig(_Strict):
     model: str = "mlp"
     data: DataConfig = Field(default_factory=DataConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
-    search: SearchConfig = Field(default_factory=lambda: SearchConfig(space=DEFAULT_SPACE))
+    search: SearchConfig = Field(default_factory=SearchConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
@@ -279,16 +291,6 @@ class PipelineConfig(_Strict):
         return cfg
 
 
-DEFAULT_SPACE: dict[str, Any] = {
-    "learning_rate": {"loguniform": [1e-4, 1e-1]},
-    "batch_size": {"choice": [32, 64, 128]},
-    "num_layers": {"choice": [1, 2, 3]},
-    "hidden_size": {"choice": [32, 64, 128, 256]},
-    "dropout": {"uniform": [0.0, 0.5]},
-    "weight_decay": {"loguniform": [1e-6, 1e-2]},
-    "optimizer": {"choice": ["adam", "sgd", "rmsprop"]},
-    "activation": "relu",
-}
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:

@@ -127,7 +127,7 @@ def search(splits: Splits, cfg: PipelineConfig, tracker: Tracker, parent_id: str
         say(f"  ray: {info['address']} ({info.get('cpus', '?')} CPUs), "
             f"ready in {ray_seconds:.1f} s")
         outcome = run_search(splits, cfg, tracker, parent_id, workdir / "tune", say=say)
-    outcome.ray_start_seconds = ray_seconds  # type: ignore[attr-defined]
+    outcome.ray_start_seconds = ray_seconds
     say(f"  best trial: {outcome.metric} {outcome.best_score:.4f} with "
         + ", ".join(f"{k}={v}" for k, v in outcome.best_hyperparameters.items()
                     if k in cfg.search.sampled()))

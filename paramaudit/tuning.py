@@ -391,6 +391,7 @@ class SearchOutcome:
     metric: str
     trials: list[TrialRecord]
     seconds: float
+    ray_start_seconds: float = 0.0
 
 
 def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
