@@ -7,6 +7,7 @@ mapping that samples it: ``{choice: [...]}``, ``{uniform: [lo, hi]}``,
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from collections.abc import Callable, Mapping
@@ -181,7 +182,7 @@ class SearchConfig(_Strict):
     metric: Literal["val_loss", "val_accuracy"] = "val_loss"
     max_params: int | None = Field(None, ge=1)
     max_params_per_sample: float | None = Field(None, gt=0)
-    space: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_SPACE))
+    space: dict[str, Any] = Field(default_factory=lambda: copy.deepcopy(DEFAULT_SPACE))
 
     @field_validator("space")
     @classmethod

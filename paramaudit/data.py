@@ -173,7 +173,10 @@ def _from_frame(frame: pd.DataFrame, target: str, name: str, digest: str) -> Dat
         )
     if np.abs(x).max(initial=0.0) > np.finfo(np.float32).max:
         raise DataError(f"data file {shown!r}: feature values overflow float32")
-    classes = sorted(labels.unique().tolist(), key=str)
+    uniques = labels.unique().tolist()
+    # numeric labels keep their numeric order (0, 1, 2, ..., 10), others sort as text
+    numeric = pd.api.types.is_numeric_dtype(labels)
+    classes = sorted(uniques) if numeric else sorted(uniques, key=str)
     index = {c: i for i, c in enumerate(classes)}
     y = labels.map(index).to_numpy(dtype=np.int64)
     return Dataset(
@@ -200,6 +203,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         path = Path(cfg.path)
         frame = _read_table(path)
         ds = _from_frame(frame, cfg.target, str(path), file_digest(path))
+    check_dataset(ds)  # before subsampling too: a stratified subsample needs the same guarantees
     if cfg.max_rows is not None and len(ds.y) > cfg.max_rows:
         keep, _ = train_test_split(
             np.arange(len(ds.y)), train_size=cfg.max_rows, stratify=ds.y, random_state=0

@@ -51,9 +51,7 @@ def redact(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.password is None:
         return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # keeps IPv6 brackets and the port as written
     netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
     return urlunsplit(parts._replace(netloc=netloc))
 

@@ -122,7 +122,7 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss = nn.functional.cross_entropy(model(x_tr[idx]), y_tr[idx])
             if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"loss became {float(loss)} at epoch {epoch + 1}")
+                raise NonFiniteLossError(f"loss became {loss.item()} at epoch {epoch + 1}")
             loss.backward()
             optimizer.step()
         tr_loss, tr_acc = evaluate(model, x_tr_eval, y_tr_eval)

@@ -106,22 +106,30 @@ def test_override_does_not_mutate_raw_mapping() -> None:
 
 
 def test_override_of_search_keeps_default_space() -> None:
-    # BUG: `paramaudit run --trials 4` (no --config) builds {"search": {"trials": 4}}; the
-    # SearchConfig default space is {} and is never validated, so the default search space
-    # silently disappears instead of staying DEFAULT_SPACE (or raising "space is empty").
+    # `paramaudit run --trials 4` (no --config) builds {"search": {"trials": 4}}: the default
+    # search space must survive, not silently become {} (this was a bug: space defaulted to {})
     cfg = load_config(None, {"search.trials": 4})
     assert cfg.search.trials == 4
     assert cfg.search.space == DEFAULT_SPACE
 
 
-def test_search_section_without_space_is_not_silently_empty() -> None:
-    # same BUG from YAML: `search: {algorithm: grid}` gives an empty, unvalidated space
-    try:
-        cfg = build_config({"search": {"algorithm": "grid"}})
-    except ConfigError as err:
-        assert "space" in str(err)
-    else:
-        assert cfg.search.space, "a search section without `space:` left the search space empty"
+def test_search_section_without_space_keeps_default_space() -> None:
+    cfg = build_config({"search": {"trials": 3, "scheduler": "none"}})
+    assert cfg.search.space == DEFAULT_SPACE
+    assert cfg.search.sampled()
+
+
+def test_default_space_is_not_shared_between_configs() -> None:
+    a = build_config({"search": {"trials": 3}})
+    a.search.space["learning_rate"] = 0.5
+    assert build_config({"search": {"trials": 3}}).search.space == DEFAULT_SPACE
+    assert DEFAULT_SPACE["learning_rate"] == {"loguniform": [1e-4, 1e-1]}
+
+
+def test_grid_over_default_space_is_rejected() -> None:
+    # the default space samples continuous ranges, which a grid cannot enumerate
+    msg = config_error({"search": {"algorithm": "grid"}})
+    assert "grid" in msg and "search" in msg
 
 
 def test_data_path_override_replaces_yaml_dataset(tmp_path: Path) -> None:
