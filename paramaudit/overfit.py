@@ -397,10 +397,14 @@ def assess(
     fold_scores: list[float] | None = None,
     n_trials: int | None = None,
     epoch: int | None = None,
+    restored_best: bool = False,
 ) -> Verdict:
     """Apply every rule (see the module docstring) and return the verdict with its reasons.
 
     ``epoch`` is where gap, loss ratio and optimism are read; None means the best epoch.
+    ``restored_best`` says the delivered weights are the best epoch's (early stopping restored
+    them): a divergence after that point then shows the configuration's tendency to overfit with
+    more epochs, not a property of the delivered model, so it warns instead of failing.
     """
     if isinstance(n_train, bool) or not isinstance(n_train, int) or n_train < 1:
         raise ValueError(f"n_train must be a positive integer, got {n_train!r}")
@@ -415,11 +419,12 @@ def assess(
     div_numbers = _divergence_numbers(
         curves.train_loss, curves.val_loss, cfg.divergence_tolerance, cfg.divergence_epochs
     )
-    div = (
-        Reason("divergence", "overfit", _divergence_message(div_numbers), div_numbers)
-        if div_numbers is not None
-        else None
-    )
+    div = None
+    if div_numbers is not None:
+        message = _divergence_message(div_numbers)
+        if restored_best:
+            message += "; the delivered weights are the best epoch's, restored by early stopping"
+        div = Reason("divergence", "warn" if restored_best else "overfit", message, div_numbers)
     reasons = [
         r
         for r in (

@@ -166,6 +166,7 @@ def audit(final: FinalModel, splits: Splits, outcome: SearchOutcome,
     verdict = assess(
         final.history.curves(), cfg.audit, params_trainable=rep.trainable_params,
         n_train=n_train, test_accuracy=final.test_accuracy, n_trials=len(outcome.trials),
+        restored_best=True,
     )
     rows = [
         {"layer": r.name, "type": r.type, "params": r.params,

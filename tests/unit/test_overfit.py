@@ -292,3 +292,12 @@ def test_bad_inputs_raise() -> None:
         run(flat(), n_train=0)
     with pytest.raises(ValueError, match="params_trainable"):
         run(flat(), params_trainable=-1)
+
+
+def test_divergence_after_restored_best_weights_only_warns() -> None:
+    train, val = diverging(3)
+    n = len(val)
+    curves = Curves(train, val, [0.9] * n, [0.9] * n)
+    v = assess(curves, AuditConfig(), params_trainable=10, n_train=100, restored_best=True)
+    assert rules(v) == {"divergence": "warn"}
+    assert "restored by early stopping" in v.reasons[0].message
