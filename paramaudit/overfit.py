@@ -210,8 +210,8 @@ def _divergence_numbers(
 def _divergence_message(n: dict[str, float]) -> str:
     return (
         f"divergence: val loss rose to {n['val_loss_worst']:.3f} at epoch "
-        f"{int(n['worst_epoch'])}, {n['relative_rise']:.1%} above its minimum "
-        f"{n['val_loss_min']:.3f} at epoch {int(n['best_epoch'])} (> tolerance "
+        f"{int(n['worst_epoch']) + 1}, {n['relative_rise']:.1%} above its minimum "
+        f"{n['val_loss_min']:.3f} at epoch {int(n['best_epoch']) + 1} (> tolerance "
         f"{n['tolerance']:.1%}), while train loss fell from {n['train_loss_at_min']:.3f} to "
         f"{n['train_loss_last']:.3f}, for {int(n['epochs'])} consecutive epochs "
         f"(>= {int(n['k'])}): training went past its best point"
@@ -260,7 +260,7 @@ def _non_finite(curves: Curves) -> Reason | None:
     return Reason(
         "non_finite",
         "warn",
-        f"non-finite loss at epoch {i} ({name} loss {value}){more}: training was numerically "
+        f"non-finite loss at epoch {i + 1} ({name} loss {value}){more}: training was numerically "
         "unstable",
         {"epoch": float(i), "epochs_affected": float(len(epochs))},
     )
@@ -283,7 +283,7 @@ def _gap(curves: Curves, e: int, max_gap: float) -> Reason | None:
     return Reason(
         "gap",
         severity,
-        f"generalisation gap at epoch {e}: train accuracy {tr:.3f} - val accuracy {va:.3f} "
+        f"generalisation gap at epoch {e + 1}: train accuracy {tr:.3f} - val accuracy {va:.3f} "
         f"= {gap:.3f} {cmp}",
         {"epoch": float(e), "train_accuracy": tr, "val_accuracy": va, "gap": gap,
          "max_gap": max_gap},
@@ -303,7 +303,7 @@ def _loss_ratio(curves: Curves, e: int, max_ratio: float | None) -> Reason | Non
     return Reason(
         "loss_ratio",
         "overfit",
-        f"loss ratio at epoch {e}: val loss {va:.4f} / train loss {tr:.4f} = {ratio:.2f} "
+        f"loss ratio at epoch {e + 1}: val loss {va:.4f} / train loss {tr:.4f} = {ratio:.2f} "
         f"> max_loss_ratio {max_ratio:.2f}",
         {"epoch": float(e), "train_loss": tr, "val_loss": va, "ratio": ratio,
          "max_loss_ratio": max_ratio},

@@ -102,7 +102,7 @@ def test_gap_read_at_best_epoch_by_default() -> None:
     assert "gap" not in rules(run(c))
     v = run(c, epoch=3)
     assert rules(v)["gap"] == "overfit"
-    assert "epoch 3" in v.reasons[0].message
+    assert "epoch 4" in v.reasons[0].message  # messages count epochs from 1
     assert rules(run(c, epoch=-1))["gap"] == "overfit"
 
 
@@ -140,7 +140,7 @@ def test_divergence_needs_k_consecutive_epochs() -> None:
     assert divergence(*diverging(2), tolerance=0.10, k=3) is None
     msg = divergence(*diverging(3), tolerance=0.10, k=3)
     assert msg is not None
-    assert "20.0% above its minimum 0.500 at epoch 2" in msg
+    assert "20.0% above its minimum 0.500 at epoch 3" in msg
     assert "3 consecutive epochs (>= 3)" in msg
 
 
@@ -266,7 +266,7 @@ def test_non_finite_loss_is_a_warning() -> None:
     v = run(c)
     assert rules(v) == {"non_finite": "warn"}
     assert v.verdict == "warn"
-    assert v.reasons[0].message.startswith("non-finite loss at epoch 2")
+    assert v.reasons[0].message.startswith("non-finite loss at epoch 3")
     assert c.best_epoch() == 1
 
 
