@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from paramaudit.data import Splits
 from paramaudit.data import preprocess as _preprocess
 from paramaudit.errors import OverfitGateError
 from paramaudit.overfit import Verdict, assess
-from paramaudit.runreport import markdown_summary, plot_learning_curves
+from paramaudit.runreport import capacity_markdown, markdown_summary, plot_learning_curves
 from paramaudit.tracking import Tracker, is_local_store, redact, scratch_dir
 from paramaudit.training import FinalModel, train_best
 from paramaudit.tuning import SearchOutcome, ray_session, run_search, trial_table
@@ -239,6 +240,12 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
         "overfit_verdict": verdict.verdict, "overfit_reasons": verdict.tag_text(),
         "best_trial_id": outcome.best_trial_id,
     })
+    chosen = next((str(t.number) for t in outcome.trials if t.trial_id == outcome.best_trial_id),
+                  None)
+    cap_rows = capacity.summary_table(result.capacity_points, chosen)
+    onset = capacity.gap_onset(result.capacity_points)
+    if onset:
+        tracker.set_tags(parent_id, {"capacity_gap_onset": onset["message"]})
     ui_cmd, ui_url = mlflow_ui_hint(tracker, parent_id)
     verdict_dict = verdict.to_dict()
     md = markdown_summary(
@@ -252,10 +259,8 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
         trials={"total": len(outcome.trials), "finished": finished, "failed": failed,
                 "skipped": skipped},
         mlflow_run_id=parent_id, mlflow_link=ui_url, audit_markdown=report.render(rep, "markdown"),
+        capacity_markdown=capacity_markdown(cap_rows, onset),
     )
-    cap_rows: list[dict[str, Any]] = []
-    chosen = next((str(t.number) for t in outcome.trials if t.trial_id == outcome.best_trial_id),
-                  None)
     with scratch_dir() as tmp:
         d = Path(tmp)
         log_audit(tracker, parent_id, rep)
@@ -268,7 +273,6 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
                              title=f"Final model on {splits.name}: learning curves")
         if result.capacity_points:
             capacity.plot_capacity(result.capacity_points, chosen, d / "capacity.png")
-            cap_rows = capacity.summary_table(result.capacity_points, chosen)
             pd.DataFrame(cap_rows).to_csv(d / "capacity.csv", index=False)
         for p in sorted(d.glob("*.png")):
             tracker.log_file(parent_id, p, "plots")
@@ -302,7 +306,9 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
         "registered_model": registered,
         "mlflow_ui": {"command": ui_cmd, "url": ui_url},
         "markdown": md,
-        "capacity_rows": cap_rows,
+        # NaN is not JSON: a failed or skipped trial's losses travel as null
+        "capacity_rows": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                           for k, v in row.items()} for row in cap_rows],
     }
 
 

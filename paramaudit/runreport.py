@@ -56,6 +56,7 @@ def markdown_summary(
     mlflow_run_id: str,
     mlflow_link: str | None,
     audit_markdown: str,
+    capacity_markdown: str = "",
 ) -> str:
     """A markdown report of one pipeline run (Prefect artifact and MLflow artifact)."""
     icon = {"ok": "OK", "warn": "WARNING", "overfit": "OVERFIT"}.get(verdict["verdict"], "?")
@@ -81,5 +82,24 @@ def markdown_summary(
               "|---|---|---|"]
     for k, v in hyperparameters.items():
         lines.append(f"| {k} | {_fmt(v)} | {'yes' if k in sampled else 'fixed'} |")
+    if capacity_markdown:
+        lines += ["", "## Capacity against generalisation (all trials)", "",
+                  capacity_markdown.strip()]
     lines += ["", "## Parameter audit (what training learned)", "", audit_markdown.strip(), ""]
+    return "\n".join(lines)
+
+
+def capacity_markdown(rows: Sequence[Mapping[str, Any]], onset: Mapping[str, Any] | None) -> str:
+    """The trials' parameter counts against their losses, Pareto front and chosen one marked."""
+    if not rows:
+        return ""
+    lines = [onset["message"] if onset else
+             "The train/val gap does not grow with the parameter count across these trials.",
+             "", "| trial | trainable parameters | train loss | val loss | gap | Pareto | chosen |",
+             "|---|---:|---:|---:|---:|:-:|:-:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['trial_id']} | {int(r['params_trainable']):,} | {_fmt(r['train_loss'])} | "
+            f"{_fmt(r['val_loss'])} | {_fmt(r['gap'])} | "
+            f"{'yes' if r['on_pareto_front'] else ''} | {'**yes**' if r['chosen'] else ''} |")
     return "\n".join(lines)
