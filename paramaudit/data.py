@@ -65,6 +65,9 @@ class Splits:
     content_hash: str
     scaler: Scaler
     input_shape: tuple[int, ...] = field(default=())
+    # unscaled train and val rows: k-fold refits the scaler on each fold's training part
+    raw_train: np.ndarray | None = None
+    raw_val: np.ndarray | None = None
 
     @property
     def n_classes(self) -> int:
@@ -277,6 +280,8 @@ def split_and_scale(ds: Dataset, cfg: DataConfig, pre: PreprocessConfig, seed: i
         content_hash=ds.content_hash,
         scaler=scaler,
         input_shape=ds.image_shape or (ds.x.shape[1],),
+        raw_train=ds.x[idx_train],
+        raw_val=ds.x[idx_val],
     )
 
 
