@@ -136,6 +136,16 @@ class DataConfig(_Strict):
     val_size: float = Field(0.2, gt=0, lt=1)
     test_size: float = Field(0.2, gt=0, lt=1)
     max_rows: int | None = Field(None, ge=10, description="subsample to at most this many rows")
+    categorical: Literal["error", "onehot"] = "error"
+    image_shape: list[int] | None = Field(
+        None, description="declare CSV features as images: [channels, height, width]")
+
+    @field_validator("image_shape")
+    @classmethod
+    def _image(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (len(v) != 3 or any(d < 1 for d in v)):
+            raise ValueError("image_shape is [channels, height, width], each >= 1")
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -164,10 +174,67 @@ class DataConfig(_Strict):
         return self
 
 
-class PreprocessConfig(_Strict):
-    """How features are scaled before training."""
+SCALERS = ("standard", "minmax", "robust", "none")
 
-    scaler: Literal["standard", "minmax", "robust", "none"] = "standard"
+
+def _choice_or_value(value: Any, check: Callable[[Any], Any], what: str) -> Any:
+    """A fixed value, or ``{choice: [...]}`` of values: preprocessing is searchable too."""
+    if isinstance(value, Mapping):
+        if set(value) != {"choice"} or not isinstance(value["choice"], list) or not value["choice"]:
+            raise ValueError(f"{what}: a searched value is {{choice: [...]}} with a non-empty list")
+        return {"choice": [check(v) for v in value["choice"]]}
+    return check(value)
+
+
+def _pca(v: Any) -> Any:
+    if v is None or v == "none":
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError(f"must be none, a number of components or a variance fraction, got {v!r}")
+    if isinstance(v, int) and v >= 1:
+        return v
+    if isinstance(v, float) and 0 < v <= 1:
+        return v
+    raise ValueError(f"must be an integer >= 1 or a fraction of variance in (0, 1], got {v!r}")
+
+
+def _boolean(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"must be true or false, got {v!r}")
+    return v
+
+
+class PreprocessConfig(_Strict):
+    """How features are prepared before training; each choice can be searched like a hyperparameter."""
+
+    scaler: Any = "standard"
+    pca_components: Any = None
+    augment: Any = False
+
+    @field_validator("scaler")
+    @classmethod
+    def _scaler(cls, v: Any) -> Any:
+        return _choice_or_value(v, _one_of(SCALERS), "scaler")
+
+    @field_validator("pca_components")
+    @classmethod
+    def _pca_components(cls, v: Any) -> Any:
+        return _choice_or_value(v, _pca, "pca_components")
+
+    @field_validator("augment")
+    @classmethod
+    def _augment(cls, v: Any) -> Any:
+        return _choice_or_value(v, _boolean, "augment")
+
+    def searched(self) -> dict[str, list[Any]]:
+        """The preprocessing choices the search varies, by name."""
+        return {k: v["choice"] for k in ("scaler", "pca_components", "augment")
+                if isinstance(v := getattr(self, k), dict)}
+
+    def fixed(self) -> dict[str, Any]:
+        """The preprocessing choices that are fixed."""
+        return {k: v for k in ("scaler", "pca_components", "augment")
+                if not isinstance(v := getattr(self, k), dict)}
 
 
 class SearchConfig(_Strict):
@@ -182,6 +249,7 @@ class SearchConfig(_Strict):
     metric: Literal["val_loss", "val_accuracy"] = "val_loss"
     max_params: int | None = Field(None, ge=1)
     max_params_per_sample: float | None = Field(None, gt=0)
+    cv_folds: int | None = Field(None, ge=2, le=20, description="k-fold cross-validation per trial")
     space: dict[str, Any] = Field(default_factory=lambda: copy.deepcopy(DEFAULT_SPACE))
 
     @field_validator("space")
@@ -264,7 +332,7 @@ class PipelineConfig(_Strict):
     experiment: str = Field("paramaudit", min_length=1)
     seed: int = 0
     smoke: bool = False
-    model: str = "mlp"
+    model: Any = "mlp"
     data: DataConfig = Field(default_factory=DataConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
@@ -275,10 +343,14 @@ class PipelineConfig(_Strict):
 
     @field_validator("model")
     @classmethod
-    def _known_model(cls, name: str) -> str:
+    def _known_model(cls, name: Any) -> Any:
         from models import MODELS
 
-        return _one_of(tuple(sorted(MODELS)))(name)
+        return _choice_or_value(name, _one_of(tuple(sorted(MODELS))), "model")
+
+    def model_choices(self) -> list[str]:
+        """Every model the run may build."""
+        return list(self.model["choice"]) if isinstance(self.model, dict) else [self.model]
 
     def effective(self) -> PipelineConfig:
         """The config as it runs: smoke mode shrinks trials and epochs to the minimum."""
