@@ -23,18 +23,23 @@ def _run_name() -> str:
 
 @flow(name="paramaudit-pipeline", flow_run_name=_run_name, log_prints=True,
       validate_parameters=True)
-def paramaudit_pipeline(config: PipelineConfig | None = None) -> dict[str, Any]:
-    """Preprocess, tune, train, audit and publish; returns the summary with the MLflow run id."""
+def paramaudit_pipeline(config: PipelineConfig | None = None,
+                        resume_run_id: str | None = None) -> dict[str, Any]:
+    """Preprocess, tune, train, audit and publish; returns the summary with the MLflow run id.
+
+    ``resume_run_id`` continues an interrupted run's search inside the same MLflow parent run.
+    """
     entered, entered_wall = time.monotonic(), time.time()
     cfg = (config or PipelineConfig()).effective()
     tracker = steps.open_tracker(cfg)
     flow_run_id = str(flow_run.id) if flow_run.id else None
-    with steps.parent_run(tracker, cfg, flow_run_id) as (parent_id, workdir):
+    with steps.parent_run(tracker, cfg, flow_run_id, resume_run_id) as (parent_id, workdir):
         timer = steps.Timer()
         with timer("preprocess"):
             splits = t.preprocess(cfg)                                             # 1. preprocess
         with timer("tune"):
-            outcome = t.tune(splits, cfg, tracker, parent_id, workdir)             # 2. tune
+            outcome = t.tune(splits, cfg, tracker, parent_id, workdir,             # 2. tune
+                             resume=resume_run_id is not None)
         with timer("train"):
             final = t.train_final(splits, outcome, cfg)                            # 3. train
         with timer("audit"):

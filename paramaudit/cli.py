@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--smoke", action="store_true", default=None,
                      help="tiny run: 2 trials, 2 epochs")
     run.add_argument("--output-json", type=Path, help="write the run's summary here")
+    run.add_argument("--resume", metavar="MLFLOW_RUN_ID",
+                     help="continue an interrupted run's search (same config, same parent run)")
     run.add_argument("--debug", action="store_true", help="show tracebacks")
 
     aud = sub.add_parser("audit", help="count a model's parameters layer by layer")
@@ -110,6 +112,17 @@ def preflight(args: argparse.Namespace) -> Any:
 
     if args.target and not args.data and not args.config:
         raise UserInputError("--target goes with --data PATH")
+    if args.resume:
+        if _overrides(args) or args.config:
+            raise UserInputError("--resume takes the interrupted run's own config; "
+                                 "drop the other run options")
+        from paramaudit.config import TrackingConfig
+        from paramaudit.pipeline import load_resume_config
+
+        uri = resolve_tracking_uri(TrackingConfig())
+        check_reachable(uri)
+        cfg, _ = load_resume_config(uri, args.resume)
+        return cfg
     cfg = load_config(args.config, _overrides(args))
     if args.output_json is not None:
         parent = args.output_json.resolve().parent
@@ -132,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{' (smoke)' if cfg.smoke else ''}", flush=True)
     called_at = time.time()
     try:
-        summary = paramaudit_pipeline(config=cfg)
+        summary = paramaudit_pipeline(config=cfg, resume_run_id=args.resume)
     except OverfitGateError as err:
         summary = getattr(err, "summary", None)
         if summary and args.output_json:

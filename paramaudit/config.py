@@ -63,6 +63,13 @@ def _one_of(options: tuple[str, ...]) -> Callable[[Any], str]:
     return check
 
 
+def _odd_at_least_1(v: Any) -> int:
+    # the CNN pads by kernel_size // 2 to keep the image size, which needs an odd kernel
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1 or v % 2 == 0:
+        raise ValueError(f"must be an odd integer >= 1 (1, 3, 5, ...), got {v!r}")
+    return v
+
+
 # Every hyperparameter the search may set, with the check a value must pass and its default.
 # These are hyperparameters (set before training), never the parameters training learns.
 HYPERPARAMETERS: dict[str, tuple[Callable[[Any], Any], Any]] = {
@@ -77,7 +84,7 @@ HYPERPARAMETERS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "activation": (_one_of(ACTIVATIONS), "relu"),
     # the small CNN's architecture (model: cnn)
     "channels": (_int_at_least(1), 16),
-    "kernel_size": (_int_at_least(1), 3),
+    "kernel_size": (_odd_at_least_1, 3),
     "conv_layers": (_int_at_least(1), 2),
 }
 CONTINUOUS = ("uniform", "loguniform")
@@ -101,6 +108,8 @@ def _check_distribution(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     low, high = (check(v) for v in args)
     if kind == "randint" and not all(isinstance(v, int) for v in (low, high)):
         raise ValueError("randint takes two integers")
+    if kind == "randint" and name == "kernel_size":
+        raise ValueError("randint would give even kernel sizes; use choice of odd sizes, e.g. [3, 5]")
     if not low < high:
         raise ValueError(f"{kind} needs low < high, got [{low}, {high}]")
     if kind == "loguniform" and low <= 0:
@@ -169,6 +178,11 @@ class DataConfig(_Strict):
             raise ValueError("give a dataset name or a path")
         if self.path is not None and not self.target:
             raise ValueError("a data path needs a target column (target: NAME or --target)")
+        if self.dataset is not None and self.target:
+            raise ValueError(
+                f"target names a column of a data file (path); the built-in data set "
+                f"{self.dataset!r} has its own labels: drop target or give path"
+            )
         if self.val_size + self.test_size >= 0.9:
             raise ValueError("val_size + test_size must leave at least 10% for training")
         return self
@@ -330,7 +344,7 @@ class PipelineConfig(_Strict):
     """The whole pipeline, as validated once at the edge and passed around typed."""
 
     experiment: str = Field("paramaudit", min_length=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy and scikit-learn take 0..2**32-1")
     smoke: bool = False
     model: Any = "mlp"
     data: DataConfig = Field(default_factory=DataConfig)
@@ -377,15 +391,44 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(model, "model_fields", {}))
 
 
+def _all_keys(model: Any = None, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every key path the config accepts, hyperparameters under search.space included."""
+    model = PipelineConfig if model is None else model
+    out: list[tuple[str, ...]] = []
+    for name, info in getattr(model, "model_fields", {}).items():
+        path = (*prefix, name)
+        out.append(path)
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            out += _all_keys(info.annotation, path)
+    out += [("search", "space", hp) for hp in HYPERPARAMETERS] if not prefix else []
+    return out
+
+
+def _key_hint(loc: tuple[Any, ...]) -> str:
+    """Did-you-mean for an unknown key: the same key in another section (wrong nesting) first,
+    then a close spelling in this section, then a close spelling anywhere."""
+    key, parent = str(loc[-1]), tuple(str(p) for p in loc[:-1])
+    paths = [p for p in _all_keys() if p[:-1] != parent]
+    elsewhere = [".".join(p) for p in paths if p[-1] == key]
+    if elsewhere:
+        return f" (did you mean {elsewhere[0]!r}? it belongs in another section)"
+    hint = difflib.get_close_matches(key, _fields_at(loc[:-1]), n=1)
+    if hint:
+        return f" (did you mean {hint[0]!r}?)"
+    close = difflib.get_close_matches(key, [p[-1] for p in paths], n=1, cutoff=0.8)
+    if close:
+        dotted = next(".".join(p) for p in paths if p[-1] == close[0])
+        return f" (did you mean {dotted!r}?)"
+    return ""
+
+
 def describe_validation_error(err: ValidationError) -> str:
     """One line naming the first failing field and the problem."""
     first = err.errors()[0]
     loc = tuple(p for p in first["loc"] if not isinstance(p, int))
     where = ".".join(str(p) for p in loc) or "config"
     if first["type"] == "extra_forbidden":
-        hint = difflib.get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        return f"config: unknown key {where!r}{extra}"
+        return f"config: unknown key {where!r}{_key_hint(loc)}"
     msg = first["msg"].removeprefix("Value error, ")
     more = len(err.errors()) - 1
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
@@ -404,15 +447,45 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+class _DuplicateKey(yaml.MarkedYAMLError):
+    """A key given twice in one mapping (PyYAML would silently keep the last)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in seen:
+                    raise _DuplicateKey(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
+                seen.add(key)
+            except TypeError:  # an unhashable key: let PyYAML report it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping safely; a one-line ConfigError on any problem."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {str(p)!r}: is a directory, not a YAML file")
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r}: not found")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - safe loader
     except UnicodeDecodeError:
         raise ConfigError(f"config file {str(p)!r}: not a text file") from None
+    except _DuplicateKey as err:
+        line = err.problem_mark.line + 1 if err.problem_mark else "?"
+        raise ConfigError(
+            f"config file {str(p)!r}: {err.problem} at line {line}; "
+            "a key given twice would silently replace the first: merge them"
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

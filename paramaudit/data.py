@@ -1,31 +1,61 @@
-"""Load, validate, split and scale tabular classification data.
+"""Load, validate, split and preprocess tabular classification data.
 
 Built-in sets come from scikit-learn (no download); files are CSV or Parquet read with pandas.
-Every problem a user can cause is a one-line :class:`DataError` that names the file or column.
+Every problem a user can cause is a one-line :class:`DataError` (or :class:`ConfigError`) that
+names the file, column or config field, checked before any server or search starts
+(:func:`check_inputs`).
+
+Preprocessing is fitted on the train split only (no leakage): the one-hot encoding of
+categorical columns (``data.categorical: onehot``), the scaler and the optional PCA.
+
+Categorical columns (``data.categorical: onehot``):
+
+- a column is categorical when pandas does not read it as numbers (text, booleans, dates);
+- the categories are the values seen in the **train** split; a value first seen in val or test
+  encodes as all zeros (no crash);
+- a missing value (empty cell, NaN) is a category of its own, ``"(missing)"``;
+- encoded columns come after the numeric ones, named ``column=value``;
+- a column with more than ``MAX_CATEGORIES`` distinct values is refused (an identifier or free
+  text, not a category), and so is a column that is numbers except for a few placeholders such
+  as ``?`` (a numeric column with a typo, in either mode).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import hashlib
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from paramaudit.config import DataConfig, PreprocessConfig
-from paramaudit.errors import DataError
+from paramaudit.config import DataConfig, PipelineConfig, PreprocessConfig
+from paramaudit.errors import ConfigError, DataError
 
 IMAGE_SHAPES = {"digits": (1, 8, 8)}
 MIN_PER_CLASS = 3  # one sample each for train, val and test under a stratified split
+MAX_CLASSES = 100  # more distinct target values than this is a regression target or an id
+MAX_CATEGORIES = 200  # more distinct values in one categorical column is an id or free text
+MISSING_CATEGORY = "(missing)"
+# bump when preprocessing changes what it produces for the same data and config (cache keys)
+PREPROCESS_VERSION = 1
 
 
 @dataclass
 class Dataset:
-    """Features and integer labels, before any split."""
+    """Features and integer labels, before any split.
+
+    ``x`` holds the numeric feature columns (named by ``feature_names``); ``categorical`` holds
+    the non-numeric ones as strings when ``data.categorical: onehot`` (encoded after the split,
+    on the train rows only), else it is None.
+    """
 
     x: np.ndarray
     y: np.ndarray
@@ -34,6 +64,12 @@ class Dataset:
     name: str
     content_hash: str
     image_shape: tuple[int, ...] | None = None
+    categorical: pd.DataFrame | None = None
+
+    @property
+    def categorical_columns(self) -> list[str]:
+        """Names of the columns one-hot encoded after the split."""
+        return [] if self.categorical is None else [str(c) for c in self.categorical.columns]
 
 
 @dataclass
@@ -50,8 +86,84 @@ class Scaler:
 
 
 @dataclass
+class OneHot:
+    """One-hot encoding of categorical columns with the categories seen in the train split."""
+
+    columns: list[str]
+    categories: list[list[str]]
+
+    @property
+    def n_out(self) -> int:
+        """Number of encoded columns."""
+        return sum(len(c) for c in self.categories)
+
+    def names(self) -> list[str]:
+        """``column=value`` for every encoded column."""
+        pairs = zip(self.columns, self.categories, strict=True)
+        return [f"{col}={cat}" for col, cats in pairs for cat in cats]
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Encode rows; a category not seen in train becomes all zeros."""
+        out = np.zeros((len(frame), self.n_out), np.float32)
+        start = 0
+        for col, cats in zip(self.columns, self.categories, strict=True):
+            codes = pd.Categorical(frame[col].to_numpy(), categories=cats).codes
+            rows = np.flatnonzero(codes >= 0)
+            out[rows, start + codes[rows]] = 1.0
+            start += len(cats)
+        return out
+
+
+def fit_onehot(frame: pd.DataFrame) -> OneHot:
+    """The categories of each column, as seen in these (train) rows, sorted."""
+    columns = [str(c) for c in frame.columns]
+    return OneHot(columns, [sorted(set(frame[c].tolist())) for c in frame.columns])
+
+
+@dataclass
+class Preprocessor:
+    """Scaling, then optional PCA, both fitted on training rows only."""
+
+    scaler: Scaler
+    n_in: int
+    pca_requested: int | float | None = None
+    mean: np.ndarray | None = None  # PCA centre: the mean of the scaled train rows
+    components: np.ndarray | None = None  # (kept components, n_in)
+    explained_variance: float | None = None  # fraction of the scaled train variance kept
+
+    @property
+    def n_out(self) -> int:
+        """Number of features after preprocessing."""
+        return self.n_in if self.components is None else int(self.components.shape[0])
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Scale, then project on the kept components; float32."""
+        scaled = self.scaler.transform(x)
+        if self.components is None:
+            return scaled
+        return ((scaled - self.mean) @ self.components.T).astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        """What was fitted, for logs and reports."""
+        return {
+            "scaler": self.scaler.kind,
+            "pca_requested": self.pca_requested,
+            "pca_components": None if self.components is None else self.n_out,
+            "explained_variance": (None if self.explained_variance is None
+                                   else round(float(self.explained_variance), 6)),
+            "n_in": self.n_in,
+            "n_out": self.n_out,
+        }
+
+
+@dataclass
 class Splits:
-    """Scaled train/val/test arrays plus what the model and the report need to know."""
+    """Preprocessed train/val/test arrays plus what the model and the report need to know.
+
+    ``raw_train``/``raw_val``/``raw_test`` are the rows before scaling and PCA (after one-hot
+    encoding), so a search can refit preprocessing per trial or per fold
+    (:func:`refit_preprocessing`); ``feature_names`` name their columns.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -68,6 +180,11 @@ class Splits:
     # unscaled train and val rows: k-fold refits the scaler on each fold's training part
     raw_train: np.ndarray | None = None
     raw_val: np.ndarray | None = None
+    raw_test: np.ndarray | None = None
+    preprocessor: Preprocessor | None = None
+    encoding: dict[str, Any] = field(
+        default_factory=lambda: {"categorical_columns": [], "encoded_columns": 0})
+    image_shape: tuple[int, ...] | None = None  # the data's own layout, before any PCA
 
     @property
     def n_classes(self) -> int:
@@ -82,6 +199,9 @@ class Splits:
     def sizes(self) -> dict[str, int]:
         """Rows per split."""
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+
+# --------------------------------------------------------------------------- loading
 
 
 def _builtin(name: str) -> Dataset:
@@ -107,10 +227,21 @@ def _raw_header(path: Path) -> list[str]:
         return next(csv.reader(fh), [])
 
 
+def _not_found(shown: str, path: Path) -> DataError:
+    if path.is_absolute():
+        return DataError(f"data file {shown!r}: not found")
+    return DataError(
+        f"data file {shown!r}: not found in the working directory {os.getcwd()!r} "
+        "(relative paths, also in a config file, are resolved against the working directory)"
+    )
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     shown = str(path)
     if not path.exists():
-        raise DataError(f"data file {shown!r}: not found")
+        raise _not_found(shown, path)
+    if path.is_dir():
+        raise DataError(f"data file {shown!r}: is a directory; give a CSV or Parquet file")
     if not path.is_file():
         raise DataError(f"data file {shown!r}: not a regular file")
     if path.stat().st_size == 0:
@@ -120,16 +251,18 @@ def _read_table(path: Path) -> pd.DataFrame:
         try:
             return pd.read_parquet(path)
         except Exception as err:  # pyarrow raises many types for a corrupt file
-            raise DataError(f"data file {shown!r}: not a readable Parquet file ({err})") from None
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise DataError(f"data file {shown!r}: not a readable Parquet file ({first})") from None
     if suffix not in (".csv", ".txt"):
-        raise DataError(f"data file {shown!r}: unsupported format {suffix!r}; use .csv or .parquet")
+        hint = "; save it as CSV" if suffix in (".xlsx", ".xls", ".ods", ".xlsm") else ""
+        raise DataError(f"data file {shown!r}: unsupported format {suffix!r}; use .csv or .parquet{hint}")
     with path.open("rb") as fh:
         if b"\x00" in fh.read(8192):
             raise DataError(f"data file {shown!r}: binary content, not a CSV text file")
     try:
         header = _raw_header(path)
     except UnicodeDecodeError:
-        raise DataError(f"data file {shown!r}: not UTF-8 text, not a CSV file") from None
+        raise DataError(f"data file {shown!r}: not UTF-8 text, not a CSV file (save it as UTF-8)") from None
     dupes = sorted({c for c in header if header.count(c) > 1})
     if dupes:
         raise DataError(f"data file {shown!r}: duplicate column names {', '.join(dupes)}")
@@ -140,11 +273,48 @@ def _read_table(path: Path) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"data file {shown!r}: cannot be parsed as CSV ({first})") from None
+    if frame.shape[1] == 1:
+        only = str(frame.columns[0])
+        for sep, word in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+            if sep in only:
+                raise DataError(
+                    f"data file {shown!r}: one column {only!r}: the file looks separated by {word}, "
+                    "not commas; save it comma-separated"
+                )
     return frame
 
 
-def _from_frame(frame: pd.DataFrame, target: str, name: str, digest: str) -> Dataset:
+def _numeric_with_typos(col: pd.Series) -> list[str]:
+    """The stray values of a column that is numbers apart from a few placeholders ('?', 'n/a')."""
+    present = col.dropna()
+    if present.empty or pd.api.types.is_bool_dtype(col):
+        return []
+    as_numbers = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+    bad = present[as_numbers.isna()]
+    if len(bad) == 0 or len(bad) > 0.1 * len(present):
+        return []
+    return sorted({str(v) for v in bad.tolist()})
+
+
+def _categorical_frame(features: pd.DataFrame, columns: list[str], shown: str) -> pd.DataFrame:
+    out = {}
+    for c in columns:
+        col = features[c]
+        values = [MISSING_CATEGORY if pd.isna(v) else str(v) for v in col.astype(object).tolist()]
+        distinct = len(set(values))
+        if distinct > MAX_CATEGORIES:
+            raise DataError(
+                f"data file {shown!r}: categorical column {c!r} has {distinct} distinct values "
+                f"(more than {MAX_CATEGORIES}): an identifier or free text, not a category; drop it"
+            )
+        out[c] = values
+    return pd.DataFrame(out, columns=columns)
+
+
+def _from_frame(frame: pd.DataFrame, target: str, name: str, digest: str,
+                categorical: str = "error") -> Dataset:
     shown = name
+    frame = frame.rename(columns=str)
     if frame.shape[0] == 0:
         raise DataError(f"data file {shown!r}: a header but no rows")
     if target not in frame.columns:
@@ -152,39 +322,58 @@ def _from_frame(frame: pd.DataFrame, target: str, name: str, digest: str) -> Dat
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise DataError(f"data file {shown!r}: target column {target!r} not found{extra}")
     if frame.shape[1] < 2:
-        raise DataError(f"data file {shown!r}: no feature columns besides the target")
+        raise DataError(f"data file {shown!r}: no feature columns besides the target {target!r}")
     labels = frame[target]
     if labels.isna().any():
         raise DataError(
             f"data file {shown!r}: target column {target!r} has {int(labels.isna().sum())} "
             "missing values"
         )
+    uniques = labels.unique().tolist()
+    n_rows = len(labels)
+    if len(uniques) > MAX_CLASSES or (len(uniques) > n_rows / 2 and len(uniques) > 2):
+        raise DataError(
+            f"data file {shown!r}: target column {target!r} has {len(uniques)} distinct values in "
+            f"{n_rows} rows: a continuous (regression) target or an identifier? paramaudit trains "
+            f"classifiers (at most {MAX_CLASSES} classes, {MIN_PER_CLASS}+ rows each); "
+            "bin it into classes or name the label column"
+        )
     features = frame.drop(columns=[target])
     non_numeric = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
                    or pd.api.types.is_bool_dtype(features[c])]
-    if non_numeric:
+    for c in non_numeric:
+        stray = _numeric_with_typos(features[c])
+        if stray:
+            raise DataError(
+                f"data file {shown!r}: feature column {c!r} is numeric except for "
+                f"{', '.join(repr(s) for s in stray[:3])}{' ...' if len(stray) > 3 else ''}; "
+                "leave missing cells empty or fix those values"
+            )
+    if non_numeric and categorical != "onehot":
         raise DataError(
             f"data file {shown!r}: non-numeric feature columns {', '.join(non_numeric[:5])}"
-            f"{' ...' if len(non_numeric) > 5 else ''}"
+            f"{' ...' if len(non_numeric) > 5 else ''}; set data.categorical: onehot to one-hot "
+            "encode them, or drop them"
         )
-    x = features.to_numpy(dtype=np.float64)
+    numeric = features.drop(columns=non_numeric)
+    x = numeric.to_numpy(dtype=np.float64)
     bad = ~np.isfinite(x)
     if bad.any():
-        cols = [str(features.columns[i]) for i in np.where(bad.any(axis=0))[0]]
+        cols = [str(numeric.columns[i]) for i in np.where(bad.any(axis=0))[0]]
         raise DataError(
             f"data file {shown!r}: NaN or infinite values in feature columns {', '.join(cols[:5])}"
         )
     if np.abs(x).max(initial=0.0) > np.finfo(np.float32).max:
         raise DataError(f"data file {shown!r}: feature values overflow float32")
-    uniques = labels.unique().tolist()
+    cats = _categorical_frame(features, non_numeric, shown) if non_numeric else None
     # numeric labels keep their numeric order (0, 1, 2, ..., 10), others sort as text
-    numeric = pd.api.types.is_numeric_dtype(labels)
-    classes = sorted(uniques) if numeric else sorted(uniques, key=str)
+    is_numeric = pd.api.types.is_numeric_dtype(labels)
+    classes = sorted(uniques) if is_numeric else sorted(uniques, key=str)
     index = {c: i for i, c in enumerate(classes)}
     y = labels.map(index).to_numpy(dtype=np.int64)
     return Dataset(
-        x.astype(np.float32), y, [str(c) for c in features.columns], [str(c) for c in classes],
-        name, digest,
+        x.astype(np.float32), y, [str(c) for c in numeric.columns], [str(c) for c in classes],
+        name, digest, categorical=cats,
     )
 
 
@@ -197,6 +386,21 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _apply_image_shape(ds: Dataset, shape: list[int]) -> None:
+    c, h, w = shape
+    if ds.categorical is not None:
+        raise DataError(
+            f"config: data.image_shape: data {ds.name!r} has categorical columns "
+            f"{', '.join(ds.categorical_columns[:3])}; image data is numeric pixels only"
+        )
+    if c * h * w != ds.x.shape[1]:
+        raise DataError(
+            f"config: data.image_shape: {c}x{h}x{w} = {c * h * w} pixels, but data {ds.name!r} has "
+            f"{ds.x.shape[1]} feature columns; the product must equal the number of features"
+        )
+    ds.image_shape = (c, h, w)
+
+
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Load the configured data set and check it can be split and trained on."""
     if cfg.dataset is not None:
@@ -205,14 +409,24 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         assert cfg.path is not None and cfg.target is not None  # the config validated this
         path = Path(cfg.path)
         frame = _read_table(path)
-        ds = _from_frame(frame, cfg.target, str(path), file_digest(path))
+        ds = _from_frame(frame, cfg.target, str(path), file_digest(path), cfg.categorical)
+    if cfg.image_shape is not None:
+        _apply_image_shape(ds, cfg.image_shape)
     check_dataset(ds)  # before subsampling too: a stratified subsample needs the same guarantees
     if cfg.max_rows is not None and len(ds.y) > cfg.max_rows:
-        keep, _ = train_test_split(
-            np.arange(len(ds.y)), train_size=cfg.max_rows, stratify=ds.y, random_state=0
-        )
+        try:
+            keep, _ = train_test_split(
+                np.arange(len(ds.y)), train_size=cfg.max_rows, stratify=ds.y, random_state=0
+            )
+        except ValueError as err:
+            raise DataError(
+                f"config: data.max_rows: a stratified subsample of {cfg.max_rows} rows of data "
+                f"{ds.name!r} is impossible ({err}); raise max_rows"
+            ) from None
         keep = np.sort(keep)
         ds.x, ds.y = ds.x[keep], ds.y[keep]
+        if ds.categorical is not None:
+            ds.categorical = ds.categorical.iloc[keep].reset_index(drop=True)
     check_dataset(ds)
     return ds
 
@@ -231,6 +445,9 @@ def check_dataset(ds: Dataset) -> None:
         )
 
 
+# --------------------------------------------------------------------------- preprocessing
+
+
 def fit_scaler(x: np.ndarray, kind: str) -> Scaler:
     """Fit a scaler on training rows only, so no statistic leaks from val or test."""
     n = x.shape[1]
@@ -244,19 +461,85 @@ def fit_scaler(x: np.ndarray, kind: str) -> Scaler:
         q1, med, q3 = np.percentile(x, [25, 50, 75], axis=0)
         shift, scale = med, q3 - q1
     else:
-        raise DataError(f"preprocess.scaler: unknown scaler {kind!r}")
+        raise DataError(f"config: preprocess.scaler: unknown scaler {kind!r}")
     # a constant feature would divide by zero; leave it centred instead
     scale = np.where(scale > 1e-12, scale, 1.0)
     return Scaler(kind, shift.astype(np.float32), scale.astype(np.float32))
 
 
-def split_and_scale(ds: Dataset, cfg: DataConfig, pre: PreprocessConfig, seed: int) -> Splits:
-    """Stratified train/val/test split, then scaling fitted on the train split alone."""
+def fit_preprocessor(x_train_raw: np.ndarray, scaler: str, pca_components: int | float | None,
+                     seed: int = 0) -> Preprocessor:
+    """Fit the scaler, then PCA on the scaled rows; training rows only, never val or test.
+
+    ``pca_components``: None keeps every feature; an int keeps that many components; a float in
+    (0, 1] keeps the fewest components whose explained variance reaches that fraction. PCA is
+    an exact SVD (deterministic; ``seed`` is accepted for API stability and unused).
+    """
+    del seed
+    x = np.asarray(x_train_raw)
+    n_rows, n_in = x.shape
+    sc = fit_scaler(x, scaler)
+    if pca_components is None:
+        return Preprocessor(sc, n_in)
+    if isinstance(pca_components, bool) or not isinstance(pca_components, int | float):
+        raise DataError(f"config: preprocess.pca_components: not a number: {pca_components!r}")
+    if isinstance(pca_components, int):
+        if pca_components < 1 or pca_components > n_in:
+            raise DataError(
+                f"config: preprocess.pca_components: {pca_components} components, but the data has "
+                f"{n_in} feature columns; ask for 1..{n_in} or a variance fraction such as 0.95"
+            )
+        if pca_components > n_rows:
+            raise DataError(
+                f"config: preprocess.pca_components: {pca_components} components, but only "
+                f"{n_rows} training rows; ask for at most {n_rows}"
+            )
+    elif not 0 < pca_components <= 1:
+        raise DataError(
+            f"config: preprocess.pca_components: a variance fraction is in (0, 1], got {pca_components}"
+        )
+    scaled = sc.transform(x).astype(np.float64)
+    mean = scaled.mean(axis=0)
+    _, s, vt = np.linalg.svd(scaled - mean, full_matrices=False)
+    # a deterministic sign per component: its largest-magnitude loading is positive
+    signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
+    vt = vt * np.where(signs == 0, 1.0, signs)[:, None]
+    var = s**2
+    total = float(var.sum())
+    ratio = var / total if total > 0 else np.zeros_like(var)
+    if isinstance(pca_components, int):
+        k = pca_components
+    elif total <= 0:
+        k = 1
+    else:
+        k = int(np.searchsorted(np.cumsum(ratio), pca_components - 1e-9) + 1)
+    k = max(1, min(k, len(s)))
+    return Preprocessor(
+        sc, n_in, pca_components, mean.astype(np.float32), vt[:k].astype(np.float32),
+        float(ratio[:k].sum()),
+    )
+
+
+def first_choice(value: Any) -> Any:
+    """The fixed value, or the first of ``{choice: [...]}``: the default when not searched."""
+    return value["choice"][0] if isinstance(value, dict) else value
+
+
+def _choices(value: Any) -> list[Any]:
+    return list(value["choice"]) if isinstance(value, dict) else [value]
+
+
+def _split_indices(ds: Dataset, cfg: DataConfig, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(ds.y)
-    n_test = max(len(ds.class_names), int(round(cfg.test_size * n)))
-    n_val = max(len(ds.class_names), int(round(cfg.val_size * n)))
-    if n - n_test - n_val < len(ds.class_names):
-        raise DataError(f"data {ds.name!r}: {n} rows are too few for a train/val/test split")
+    n_classes = len(ds.class_names)
+    n_test = max(n_classes, int(round(cfg.test_size * n)))
+    n_val = max(n_classes, int(round(cfg.val_size * n)))
+    if n - n_test - n_val < n_classes:
+        raise DataError(
+            f"data {ds.name!r}: {n} rows are too few for a train/val/test split "
+            f"(val {n_val}, test {n_test}, and train needs {n_classes}+ for {n_classes} classes); "
+            "add rows or lower data.val_size / data.test_size"
+        )
     try:
         idx_rest, idx_test = train_test_split(
             np.arange(n), test_size=n_test, stratify=ds.y, random_state=seed
@@ -266,25 +549,232 @@ def split_and_scale(ds: Dataset, cfg: DataConfig, pre: PreprocessConfig, seed: i
         )
     except ValueError as err:
         raise DataError(f"data {ds.name!r}: stratified split impossible ({err})") from None
-    scaler = fit_scaler(ds.x[idx_train], pre.scaler)
+    return idx_train, idx_val, idx_test
+
+
+def _encoded(ds: Dataset, idx_train: np.ndarray) -> OneHot | None:
+    if ds.categorical is None:
+        return None
+    return fit_onehot(ds.categorical.iloc[idx_train])
+
+
+def _features(ds: Dataset, idx: np.ndarray, enc: OneHot | None) -> np.ndarray:
+    if enc is None:
+        return ds.x[idx]
+    assert ds.categorical is not None
+    return np.hstack([ds.x[idx], enc.transform(ds.categorical.iloc[idx])]).astype(np.float32)
+
+
+def _input_shape(image_shape: tuple[int, ...] | None, prep: Preprocessor) -> tuple[int, ...]:
+    if image_shape is not None and prep.components is None:
+        return tuple(image_shape)
+    return (prep.n_out,)
+
+
+def split_and_scale(ds: Dataset, cfg: DataConfig, pre: PreprocessConfig, seed: int) -> Splits:
+    """Stratified train/val/test split, then preprocessing fitted on the train split alone.
+
+    Preprocessing uses the fixed choices of ``pre``; a searched field (``{choice: [...]}``)
+    takes its first choice here (the search refits per trial with :func:`refit_preprocessing`).
+    """
+    idx_train, idx_val, idx_test = _split_indices(ds, cfg, seed)
+    enc = _encoded(ds, idx_train)
+    raw_train, raw_val, raw_test = (_features(ds, i, enc) for i in (idx_train, idx_val, idx_test))
+    prep = fit_preprocessor(raw_train, first_choice(pre.scaler), first_choice(pre.pca_components), seed)
     return Splits(
-        x_train=scaler.transform(ds.x[idx_train]),
+        x_train=prep.transform(raw_train),
         y_train=ds.y[idx_train],
-        x_val=scaler.transform(ds.x[idx_val]),
+        x_val=prep.transform(raw_val),
         y_val=ds.y[idx_val],
-        x_test=scaler.transform(ds.x[idx_test]),
+        x_test=prep.transform(raw_test),
         y_test=ds.y[idx_test],
-        feature_names=ds.feature_names,
+        feature_names=list(ds.feature_names) + (enc.names() if enc else []),
         class_names=ds.class_names,
         name=ds.name,
         content_hash=ds.content_hash,
-        scaler=scaler,
-        input_shape=ds.image_shape or (ds.x.shape[1],),
-        raw_train=ds.x[idx_train],
-        raw_val=ds.x[idx_val],
+        scaler=prep.scaler,
+        input_shape=_input_shape(ds.image_shape, prep),
+        raw_train=raw_train,
+        raw_val=raw_val,
+        raw_test=raw_test,
+        preprocessor=prep,
+        encoding={"categorical_columns": ds.categorical_columns,
+                  "encoded_columns": enc.n_out if enc else 0},
+        image_shape=ds.image_shape,
     )
 
 
+def refit_preprocessing(splits: Splits, scaler: str, pca_components: int | float | None,
+                        seed: int = 0) -> Splits:
+    """The same rows with preprocessing refitted on ``raw_train`` (a trial's own choice)."""
+    if splits.raw_train is None or splits.raw_val is None or splits.raw_test is None:
+        raise ValueError("these splits carry no raw rows to refit preprocessing on")
+    prep = fit_preprocessor(splits.raw_train, scaler, pca_components, seed)
+    return dataclasses.replace(
+        splits,
+        x_train=prep.transform(splits.raw_train),
+        x_val=prep.transform(splits.raw_val),
+        x_test=prep.transform(splits.raw_test),
+        scaler=prep.scaler,
+        preprocessor=prep,
+        input_shape=_input_shape(splits.image_shape, prep),
+    )
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _data_label(ds: Dataset) -> str:
+    return f"data {ds.name!r}"
+
+
+def _check_preprocess_choices(pre: PreprocessConfig, ds: Dataset, n_features: int,
+                              n_train: int | None = None, encoded: int = 0) -> None:
+    """Every choice of preprocess.* must work on this data (each is tried by some trial)."""
+    after = f" ({encoded} of them from one-hot encoding)" if encoded else ""
+    for k in _choices(pre.pca_components):
+        if isinstance(k, int) and not isinstance(k, bool):
+            if k > n_features:
+                raise ConfigError(
+                    f"config: preprocess.pca_components: {k} components, but {_data_label(ds)} has "
+                    f"{n_features} feature columns{after}; ask for at most {n_features} or a "
+                    "variance fraction such as 0.95"
+                )
+            if n_train is not None and k > n_train:
+                raise ConfigError(
+                    f"config: preprocess.pca_components: {k} components, but the train split of "
+                    f"{_data_label(ds)} has {n_train} rows; ask for at most {n_train}"
+                )
+    if any(_choices(pre.augment)) and ds.image_shape is None:
+        raise ConfigError(
+            f"config: preprocess.augment: augmentation needs image data, but {_data_label(ds)} is "
+            "tabular; declare data.image_shape: [channels, height, width] or set augment: false"
+        )
+
+
+def _kernel_sizes(space: dict[str, Any]) -> list[int]:
+    from paramaudit.config import HYPERPARAMETERS
+
+    value = space.get("kernel_size", HYPERPARAMETERS["kernel_size"][1])
+    if isinstance(value, dict):
+        kind, args = next(iter(value.items()))
+        return [args[1] - 1] if kind == "randint" else [int(v) for v in args]
+    return [int(value)]
+
+
+def check_preprocessing(cfg: PipelineConfig, ds: Dataset) -> None:
+    """Preprocessing and model choices that cannot work on this data: a one-line ConfigError.
+
+    pca_components above the number of features (after one-hot) or train rows, augmentation or
+    a CNN on non-image data, PCA before a CNN, a CNN kernel larger than the image.
+    """
+    idx_train, _, _ = _split_indices(ds, cfg.data, cfg.seed)
+    enc = _encoded(ds, idx_train)
+    encoded = enc.n_out if enc else 0
+    n_features = ds.x.shape[1] + encoded
+    _check_preprocess_choices(cfg.preprocess, ds, n_features, len(idx_train), encoded)
+    if "cnn" in cfg.model_choices():
+        if ds.image_shape is None:
+            raise ConfigError(
+                f"config: model: cnn needs image data, but {_data_label(ds)} is tabular; use mlp "
+                "or declare data.image_shape: [channels, height, width]"
+            )
+        if any(k is not None for k in _choices(cfg.preprocess.pca_components)):
+            raise ConfigError(
+                "config: preprocess.pca_components: PCA flattens the image, but model cnn needs "
+                "(channels, height, width) inputs; drop PCA or use mlp"
+            )
+        side = min(ds.image_shape[1:])
+        big = [k for k in _kernel_sizes(cfg.search.space) if k > side]
+        if big:
+            raise ConfigError(
+                f"config: search.space.kernel_size: {max(big)} is larger than the "
+                f"{ds.image_shape[1]}x{ds.image_shape[2]} images of {_data_label(ds)}; "
+                f"use kernels of at most {side}"
+            )
+
+
+def check_split(cfg: PipelineConfig, ds: Dataset) -> None:
+    """The train/val/test split works, and k-fold (search.cv_folds) has rows for every fold."""
+    idx_train, idx_val, _ = _split_indices(ds, cfg.data, cfg.seed)
+    folds = cfg.search.cv_folds
+    if folds is None:
+        return
+    rest = np.concatenate([idx_train, idx_val])
+    if len(rest) < folds:
+        raise ConfigError(
+            f"config: search.cv_folds: {folds} folds, but {_data_label(ds)} has only {len(rest)} rows "
+            "outside the test split; lower cv_folds or add rows"
+        )
+    counts = np.bincount(ds.y[rest], minlength=len(ds.class_names))
+    worst = int(np.argmin(counts))
+    if counts[worst] < folds:
+        raise ConfigError(
+            f"config: search.cv_folds: {folds} stratified folds need {folds}+ rows of every class "
+            f"outside the test split, but class {ds.class_names[worst]!r} of {_data_label(ds)} has "
+            f"{int(counts[worst])}; lower cv_folds or add rows"
+        )
+
+
+def check_inputs(cfg: PipelineConfig) -> Dataset:
+    """Everything about the data a run can get wrong, before any server or search starts.
+
+    Load and validate the data (:func:`load_dataset`), then the split and k-fold
+    (:func:`check_split`), then the preprocessing and model choices (:func:`check_preprocessing`).
+    Raises a one-line DataError or ConfigError; returns the loaded data set.
+    """
+    ds = load_dataset(cfg.data)
+    check_split(cfg, ds)
+    check_preprocessing(cfg, ds)
+    return ds
+
+
 def preprocess(cfg: DataConfig, pre: PreprocessConfig, seed: int) -> Splits:
-    """Load, validate, split and scale: step 1 of the pipeline."""
-    return split_and_scale(load_dataset(cfg), cfg, pre, seed)
+    """Load, validate, split and preprocess: step 1 of the pipeline (see also :func:`prepare`)."""
+    ds = load_dataset(cfg)
+    idx_train, _, _ = _split_indices(ds, cfg, seed)
+    enc = _encoded(ds, idx_train)
+    encoded = enc.n_out if enc else 0
+    _check_preprocess_choices(pre, ds, ds.x.shape[1] + encoded, len(idx_train), encoded)
+    return split_and_scale(ds, cfg, pre, seed)
+
+
+def prepare(cfg: PipelineConfig) -> Splits:
+    """Step 1 with every check of :func:`check_inputs` (model and k-fold too), then the split."""
+    ds = check_inputs(cfg)
+    return split_and_scale(ds, cfg.data, cfg.preprocess, cfg.seed)
+
+
+# --------------------------------------------------------------------------- caching
+
+
+def data_content_hash(cfg: DataConfig) -> str:
+    """A cheap digest of the data's content: the file's bytes, or a built-in set's name and the
+    scikit-learn version that ships it (nothing is loaded)."""
+    if cfg.dataset is not None:
+        import sklearn
+
+        source = f"builtin:{cfg.dataset}:scikit-learn {sklearn.__version__}"
+        return hashlib.sha256(source.encode()).hexdigest()
+    assert cfg.path is not None
+    path = Path(cfg.path)
+    if not path.is_file():
+        raise _not_found(str(path), path) if not path.exists() else DataError(
+            f"data file {str(path)!r}: not a regular file")
+    return file_digest(path)
+
+
+def preprocess_cache_key(cfg: DataConfig, pre: PreprocessConfig, seed: int) -> str:
+    """SHA-256 over the data's content hash, the data and preprocessing config and the seed.
+
+    Stable across processes; changes when the file's bytes, any data.* or preprocess.* setting,
+    the seed or :data:`PREPROCESS_VERSION` changes. Hashes the file, never loads it.
+    """
+    payload = {
+        "version": PREPROCESS_VERSION,
+        "data_content": data_content_hash(cfg),
+        "data": cfg.model_dump(mode="json"),
+        "preprocess": pre.model_dump(mode="json"),
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

@@ -6,6 +6,7 @@ Tests call these directly; nothing here imports Prefect.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -70,20 +71,57 @@ def open_tracker(cfg: PipelineConfig) -> Tracker:
     return Tracker(cfg.tracking, cfg.experiment)
 
 
+def run_workdir(run_id: str) -> Path:
+    """The run's own folder under the working directory (Ray Tune's state lives here)."""
+    return (WORK_ROOT / "runs" / run_id).resolve()
+
+
 @contextlib.contextmanager
-def parent_run(tracker: Tracker, cfg: PipelineConfig,
-               flow_run_id: str | None) -> Iterator[tuple[str, Path]]:
+def parent_run(tracker: Tracker, cfg: PipelineConfig, flow_run_id: str | None,
+               resume_run_id: str | None = None) -> Iterator[tuple[str, Path]]:
     """The MLflow parent run (ended FINISHED, FAILED or KILLED) and the run's work folder."""
     tags = {"paramaudit.kind": "pipeline", "dataset": data_label(cfg),
             "search_algorithm": cfg.search.algorithm, "smoke": str(cfg.smoke).lower()}
     if flow_run_id:
         tags["prefect_flow_run_id"] = flow_run_id
-    with tracker.parent_run(run_name(cfg), tags) as parent_id:
-        say(f"MLflow: experiment {cfg.experiment!r}, run {parent_id} at {redact(tracker.uri)}")
-        workdir = (WORK_ROOT / "runs" / parent_id).resolve()
+    if resume_run_id:
+        tags["resumed"] = "true"
+    with tracker.parent_run(run_name(cfg), tags, run_id=resume_run_id) as parent_id:
+        verb = "resuming" if resume_run_id else "run"
+        say(f"MLflow: experiment {cfg.experiment!r}, {verb} {parent_id} at {redact(tracker.uri)}")
+        workdir = run_workdir(parent_id)
         workdir.mkdir(parents=True, exist_ok=True)
-        tracker.log_params(parent_id, settings_params(cfg, tracker.uri))
+        if not resume_run_id:
+            tracker.log_params(parent_id, settings_params(cfg, tracker.uri))
+            # the exact config, so that --resume continues with what this run started with
+            tracker.log_dict(parent_id, cfg.model_dump(mode="json"), "config.json")
         yield parent_id, workdir
+
+
+def load_resume_config(tracker_uri: str, run_id: str) -> tuple[PipelineConfig, str]:
+    """The config an interrupted run started with, and its experiment; a one-line error if none."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from paramaudit.config import build_config
+    from paramaudit.errors import UserInputError
+
+    client = MlflowClient(tracking_uri=tracker_uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise UserInputError(f"--resume: no MLflow run {run_id!r} at {redact(tracker_uri)}") from None
+    if run.data.tags.get("paramaudit.kind") != "pipeline":
+        raise UserInputError(f"--resume: run {run_id} is not a paramaudit pipeline run")
+    if run.info.status == "FINISHED":
+        raise UserInputError(f"--resume: run {run_id} already finished; nothing to resume")
+    if not (run_workdir(run_id) / "tune" / "search").is_dir():
+        raise UserInputError(f"--resume: no search state for run {run_id} under "
+                             f"{run_workdir(run_id)} (run from the folder the run started in)")
+    with scratch_dir() as tmp:
+        path = client.download_artifacts(run_id, "config.json", tmp)
+        raw = json.loads(Path(path).read_text())
+    return build_config(raw), run.info.experiment_id
 
 
 def settings_params(cfg: PipelineConfig, uri: str) -> dict[str, Any]:
@@ -118,7 +156,7 @@ def preprocess(cfg: PipelineConfig) -> Splits:
 
 
 def search(splits: Splits, cfg: PipelineConfig, tracker: Tracker, parent_id: str,
-           workdir: Path) -> SearchOutcome:
+           workdir: Path, resume: bool = False) -> SearchOutcome:
     """Step 2: Ray Tune over the space; each trial a nested MLflow run."""
     say(f"[2/5] tune: {cfg.search.algorithm} search, {cfg.search.trials} trials, "
         f"scheduler {cfg.search.scheduler}, up to {cfg.train.max_epochs} epochs each")
@@ -127,7 +165,8 @@ def search(splits: Splits, cfg: PipelineConfig, tracker: Tracker, parent_id: str
         ray_seconds = time.monotonic() - t0
         say(f"  ray: {info['address']} ({info.get('cpus', '?')} CPUs), "
             f"ready in {ray_seconds:.1f} s")
-        outcome = run_search(splits, cfg, tracker, parent_id, workdir / "tune", say=say)
+        outcome = run_search(splits, cfg, tracker, parent_id, workdir / "tune", say=say,
+                             resume=resume)
     outcome.ray_start_seconds = ray_seconds
     say(f"  best trial: {outcome.metric} {outcome.best_score:.4f} with "
         + ", ".join(f"{k}={v}" for k, v in outcome.best_hyperparameters.items()
@@ -135,12 +174,34 @@ def search(splits: Splits, cfg: PipelineConfig, tracker: Tracker, parent_id: str
     return outcome
 
 
+def reprocess(splits: Splits, pre: dict[str, Any], seed: int) -> Splits:
+    """The splits under the chosen trial's preprocessing, refitted on the train split alone."""
+    scaler, pca = pre.get("scaler", "standard"), pre.get("pca_components")
+    if scaler == splits.scaler.kind and pca is None:
+        return splits
+    from paramaudit.data import fit_preprocessor
+
+    prep = fit_preprocessor(splits.raw_train, scaler, pca, seed)
+    shape = splits.input_shape if pca is None else (prep.n_out,)
+    return dataclasses.replace(
+        splits, x_train=prep.transform(splits.raw_train), x_val=prep.transform(splits.raw_val),
+        x_test=prep.transform(splits.raw_test), input_shape=shape)
+
+
 def train_final(splits: Splits, outcome: SearchOutcome, cfg: PipelineConfig) -> FinalModel:
     """Step 3: retrain the chosen hyperparameters; one look at the test split."""
     hp = dict(outcome.best_hyperparameters)
     model_name = hp.pop("model", cfg.model)
+    pre = {**cfg.preprocess.fixed(),
+           **{k: hp.pop(k) for k in ("scaler", "pca_components", "augment") if k in hp}}
+    splits = reprocess(splits, pre, cfg.seed)
     final = train_best(splits, model_name, hp, max_epochs=cfg.train.max_epochs,
-                       patience=cfg.train.patience, seed=cfg.seed)
+                       patience=cfg.train.patience, seed=cfg.seed,
+                       augment=bool(pre.get("augment", False)))
+    final.example = splits.x_test[:5]
+    final.hyperparameters.update({"model": model_name} if isinstance(cfg.model, dict) else {})
+    final.hyperparameters.update({k: v for k, v in outcome.best_hyperparameters.items()
+                                  if k in ("scaler", "pca_components", "augment")})
     h = final.history
     say(f"[3/5] train: {len(h.val_loss)} epochs (best {h.best_epoch + 1}"
         f"{', early stop' if h.stopped_early else ''}): test accuracy "
@@ -167,7 +228,7 @@ def audit(final: FinalModel, splits: Splits, outcome: SearchOutcome,
     verdict = assess(
         final.history.curves(), cfg.audit, params_trainable=rep.trainable_params,
         n_train=n_train, test_accuracy=final.test_accuracy, n_trials=len(outcome.trials),
-        restored_best=True,
+        restored_best=True, fold_scores=outcome.best_trial().fold_val_accuracy or None,
     )
     rows = [
         {"layer": r.name, "type": r.type, "params": r.params,
@@ -282,7 +343,7 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
                 tracker.log_file(parent_id, d / name, "report")
     registered = None
     if cfg.tracking.log_model:
-        registered = register(tracker, parent_id, cfg, final, verdict, splits.x_test[:5])
+        registered = register(tracker, parent_id, cfg, final, verdict, final.example)
     say(f"[5/5] publish: MLflow run {parent_id} has the hyperparameters, metrics, "
         f"audit and plots")
     return {
@@ -298,7 +359,7 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
             {"trial": t.number, "status": t.status, "params_trainable": t.params_trainable,
              "best_val_loss": t.best("val_loss", "min"),
              "best_val_accuracy": t.best("val_accuracy", "max"),
-             "epochs": len(t.history["val_loss"]), "node_ip": t.node_ip,
+             "epochs": len(t.history["val_loss"]), "node_id": t.node_id,
              "hyperparameters": t.hyperparameters}
             for t in outcome.trials
         ],
@@ -340,8 +401,14 @@ def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: Final
              verdict: Verdict, example: Any) -> dict[str, Any]:
     """Log the model and register it; only a model that passed the gate gets the champion alias."""
     name = cfg.tracking.registered_model_name or cfg.experiment
-    info = tracker.log_model(parent_id, final.model, example, registered_name=name)
-    version = getattr(info, "registered_model_version", None)
+    # publish may be retried: a version this run already registered is reused, not duplicated
+    mine = [v for v in tracker.client.search_model_versions(f"name = '{name}'")
+            if v.run_id == parent_id]
+    if mine:
+        version = mine[0].version
+    else:
+        info = tracker.log_model(parent_id, final.model, example, registered_name=name)
+        version = getattr(info, "registered_model_version", None)
     passed = verdict.verdict == "ok" or (verdict.verdict == "warn" and cfg.audit.register_on_warn)
     out: dict[str, Any] = {"name": name, "version": version, "champion": False}
     if version is not None:

@@ -161,9 +161,17 @@ class Tracker:
         return self.client.get_run(run_id).info.status
 
     @contextmanager
-    def parent_run(self, name: str, tags: Mapping[str, str]) -> Iterator[str]:
-        """A parent run that always ends: FINISHED, KILLED on interrupt, FAILED on any error."""
-        run_id = self.start_run(name, tags)
+    def parent_run(self, name: str, tags: Mapping[str, str],
+                   run_id: str | None = None) -> Iterator[str]:
+        """A parent run that always ends: FINISHED, KILLED on interrupt, FAILED on any error.
+
+        With ``run_id`` an existing run is reopened (set RUNNING again), as --resume does.
+        """
+        if run_id is None:
+            run_id = self.start_run(name, tags)
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+            self.set_tags(run_id, tags)
         try:
             yield run_id
         except KeyboardInterrupt:

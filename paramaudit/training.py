@@ -91,6 +91,92 @@ def as_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor
     )
 
 
+def augment_images(x: torch.Tensor, image_shape: tuple[int, ...], gen: torch.Generator,
+                   noise: float = 0.1, max_shift: int = 1, max_degrees: float = 10.0) -> torch.Tensor:
+    """Small random shifts, rotations and noise on a batch of flat or image rows (training only)."""
+    n = x.shape[0]
+    img = x.reshape(n, *image_shape)
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(max_degrees)
+    h, w = image_shape[-2], image_shape[-1]
+    shift = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=gen).float()
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([
+        torch.stack([cos, -sin, shift[:, 0] * 2 / w], dim=1),
+        torch.stack([sin, cos, shift[:, 1] * 2 / h], dim=1),
+    ], dim=1)
+    grid = nn.functional.affine_grid(theta, list(img.shape), align_corners=False)
+    out = nn.functional.grid_sample(img, grid, padding_mode="border", align_corners=False)
+    out = out + noise * torch.randn(out.shape, generator=gen)
+    return out.reshape(x.shape)
+
+
+class EpochTrainer:
+    """Trains one model an epoch at a time and measures both splits after each epoch.
+
+    One object per model lets k-fold cross-validation train its k models in lockstep, so a
+    scheduler sees the mean over folds after every epoch.
+    """
+
+    def __init__(self, model: nn.Module, train: tuple[np.ndarray, np.ndarray],
+                 val: tuple[np.ndarray, np.ndarray], hp: Mapping[str, Any], *, seed: int = 0,
+                 augment_shape: tuple[int, ...] | None = None, restore_best: bool = True) -> None:
+        torch.manual_seed(seed)
+        self.model = model
+        self.gen = torch.Generator().manual_seed(seed)
+        self.x_tr, self.y_tr = as_tensors(*train)
+        self.x_va, self.y_va = as_tensors(*val)
+        sub = torch.randperm(len(self.y_tr), generator=self.gen)[:TRAIN_EVAL_ROWS]
+        self.x_tr_eval, self.y_tr_eval = self.x_tr[sub], self.y_tr[sub]
+        self.optimizer = make_optimizer(model.parameters(), hp)
+        self.batch_size = int(hp.get("batch_size", 64))
+        self.augment_shape = augment_shape
+        self.restore_best = restore_best
+        self.history = History()
+        self.best_loss, self.best_state, self.bad_epochs = math.inf, None, 0
+
+    def step(self) -> dict[str, float]:
+        """One epoch of minibatch training, then eval-mode metrics of both splits."""
+        epoch = len(self.history.val_loss)
+        model, opt = self.model, self.optimizer
+        model.train()
+        order = torch.randperm(len(self.y_tr), generator=self.gen)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            xb = self.x_tr[idx]
+            if self.augment_shape is not None:
+                xb = augment_images(xb, self.augment_shape, self.gen)
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(xb), self.y_tr[idx])
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"loss became {loss.item()} at epoch {epoch + 1}")
+            loss.backward()
+            opt.step()
+        tr_loss, tr_acc = evaluate(model, self.x_tr_eval, self.y_tr_eval)
+        va_loss, va_acc = evaluate(model, self.x_va, self.y_va)
+        if not (math.isfinite(tr_loss) and math.isfinite(va_loss)):
+            raise NonFiniteLossError(f"loss became non-finite at epoch {epoch + 1}")
+        h = self.history
+        h.train_loss.append(tr_loss)
+        h.train_accuracy.append(tr_acc)
+        h.val_loss.append(va_loss)
+        h.val_accuracy.append(va_acc)
+        if va_loss < self.best_loss:
+            self.best_loss, self.bad_epochs, h.best_epoch = va_loss, 0, epoch
+            if self.restore_best:
+                self.best_state = copy.deepcopy(model.state_dict())
+        else:
+            self.bad_epochs += 1
+        return {"train_loss": tr_loss, "train_accuracy": tr_acc,
+                "val_loss": va_loss, "val_accuracy": va_acc}
+
+    def finish(self) -> History:
+        """Restore the best weights (when kept) and leave the model in eval mode."""
+        if self.restore_best and self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        self.model.eval()
+        return self.history
+
+
 def fit(
     model: nn.Module,
     train: tuple[np.ndarray, np.ndarray],
@@ -102,55 +188,52 @@ def fit(
     seed: int = 0,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     restore_best: bool = True,
+    augment_shape: tuple[int, ...] | None = None,
 ) -> History:
     """Train ``model`` in place; early-stop on val loss and restore the best weights."""
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    x_tr, y_tr = as_tensors(*train)
-    x_va, y_va = as_tensors(*val)
-    sub = torch.randperm(len(y_tr), generator=gen)[:TRAIN_EVAL_ROWS]
-    x_tr_eval, y_tr_eval = x_tr[sub], y_tr[sub]
-    optimizer = make_optimizer(model.parameters(), hp)
-    batch_size = int(hp.get("batch_size", 64))
-    history = History()
-    best_loss, best_state, bad_epochs = math.inf, None, 0
-    model.train()
+    trainer = EpochTrainer(model, train, val, hp, seed=seed, augment_shape=augment_shape,
+                           restore_best=restore_best)
     for epoch in range(max_epochs):
-        order = torch.randperm(len(y_tr), generator=gen)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(x_tr[idx]), y_tr[idx])
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"loss became {loss.item()} at epoch {epoch + 1}")
-            loss.backward()
-            optimizer.step()
-        tr_loss, tr_acc = evaluate(model, x_tr_eval, y_tr_eval)
-        va_loss, va_acc = evaluate(model, x_va, y_va)
-        if not (math.isfinite(tr_loss) and math.isfinite(va_loss)):
-            raise NonFiniteLossError(f"loss became non-finite at epoch {epoch + 1}")
-        history.train_loss.append(tr_loss)
-        history.train_accuracy.append(tr_acc)
-        history.val_loss.append(va_loss)
-        history.val_accuracy.append(va_acc)
-        if va_loss < best_loss:
-            best_loss, bad_epochs, history.best_epoch = va_loss, 0, epoch
-            if restore_best:
-                best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad_epochs += 1
+        metrics = trainer.step()
         if on_epoch is not None:
-            on_epoch(epoch, {
-                "train_loss": tr_loss, "train_accuracy": tr_acc,
-                "val_loss": va_loss, "val_accuracy": va_acc,
-            })
-        if patience is not None and bad_epochs >= patience:
-            history.stopped_early = True
+            on_epoch(epoch, metrics)
+        if patience is not None and trainer.bad_epochs >= patience:
+            trainer.history.stopped_early = True
             break
-    if restore_best and best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return history
+    return trainer.finish()
+
+
+def fit_folds(
+    models: list[nn.Module],
+    folds: list[tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]],
+    hp: Mapping[str, Any],
+    *,
+    max_epochs: int,
+    seed: int = 0,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    augment_shape: tuple[int, ...] | None = None,
+) -> list[History]:
+    """k-fold: train one model per fold in lockstep; report means and the fold-to-fold spread."""
+    trainers = [EpochTrainer(m, tr, va, hp, seed=seed + i, augment_shape=augment_shape,
+                             restore_best=False)
+                for i, (m, (tr, va)) in enumerate(zip(models, folds, strict=True))]
+    for epoch in range(max_epochs):
+        per_fold = [t.step() for t in trainers]
+        metrics = {k: float(np.mean([m[k] for m in per_fold])) for k in per_fold[0]}
+        val_acc = [m["val_accuracy"] for m in per_fold]
+        metrics["val_accuracy_std"] = float(np.std(val_acc))
+        metrics["val_loss_std"] = float(np.std([m["val_loss"] for m in per_fold]))
+        for i, acc in enumerate(val_acc):
+            metrics[f"fold{i}_val_accuracy"] = acc
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+    return [t.finish() for t in trainers]
+
+
+def image_shape(splits: Any) -> tuple[int, ...] | None:
+    """The (channels, height, width) of image data, or None for tabular data."""
+    shape = tuple(getattr(splits, "input_shape", ()))
+    return shape if len(shape) == 3 else None
 
 
 @dataclass
@@ -162,16 +245,18 @@ class FinalModel:
     test_loss: float
     test_accuracy: float
     hyperparameters: dict[str, Any]
+    example: Any = None  # a few preprocessed test rows: the logged model's input example
 
 
 def train_best(splits: Any, model_name: str, hp: Mapping[str, Any], *, max_epochs: int,
-               patience: int, seed: int) -> FinalModel:
+               patience: int, seed: int, augment: bool = False) -> FinalModel:
     """Retrain the best hyperparameters with early stopping, then evaluate once on test."""
     from models import build_model
 
     torch.manual_seed(seed)
     model = build_model(model_name, tuple(splits.input_shape), splits.n_classes, **hp)
     history = fit(model, (splits.x_train, splits.y_train), (splits.x_val, splits.y_val), hp,
-                  max_epochs=max_epochs, patience=patience, seed=seed, restore_best=True)
+                  max_epochs=max_epochs, patience=patience, seed=seed, restore_best=True,
+                  augment_shape=image_shape(splits) if augment else None)
     test_loss, test_acc = evaluate(model, *as_tensors(splits.x_test, splits.y_test))
-    return FinalModel(model, history, test_loss, test_acc, dict(hp))
+    return FinalModel(model, history, test_loss, test_acc, dict(hp), splits.x_test[:5])

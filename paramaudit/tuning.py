@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from paramaudit.config import PipelineConfig, RayConfig, SearchConfig, resolve_hyperparameters
-from paramaudit.errors import UserInputError
 from paramaudit.overfit import Curves, assess, divergence
 
 LOOPBACK_NODE_IP = "127.0.0.2"
@@ -97,12 +96,21 @@ def ray_session(cfg: RayConfig) -> Iterator[dict[str, Any]]:
 
 
 # -- the search space ---------------------------------------------------------------------------
-def param_space(search: SearchConfig) -> dict[str, Any]:
+def searched_space(cfg: PipelineConfig) -> dict[str, Any]:
+    """The hyperparameter space plus what else the search varies: the model and preprocessing."""
+    space = dict(cfg.search.space)
+    if isinstance(cfg.model, dict):
+        space["model"] = cfg.model
+    space.update({k: {"choice": v} for k, v in cfg.preprocess.searched().items()})
+    return space
+
+
+def param_space(search: SearchConfig, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Translate the config's space into Ray Tune domains (grid: grid_search over choices)."""
     from ray import tune
 
     space: dict[str, Any] = {}
-    for name, value in search.space.items():
+    for name, value in {**search.space, **(extra or {})}.items():
         if not isinstance(value, dict):
             space[name] = value
             continue
@@ -170,35 +178,88 @@ def over_budget(n_params: int, n_train: int, search: SearchConfig) -> str | None
     return None
 
 
+PREPROCESSING_KEYS = ("scaler", "pca_components", "augment")
+
+
+def trial_data(config: Mapping[str, Any], data: Mapping[str, Any], settings: Mapping[str, Any],
+               ) -> tuple[list[tuple[tuple[Any, Any], tuple[Any, Any]]], tuple[int, ...]]:
+    """The (train, val) pairs one trial trains on: one pair, or k folds with k-fold on.
+
+    Preprocessing is refitted on each training part when the search varies it or k-fold is on,
+    so no statistic of a val row ever reaches the scaler or PCA that transforms it.
+    """
+    import numpy as np
+
+    pre = {**settings["preprocess"], **{k: config[k] for k in PREPROCESSING_KEYS if k in config}}
+    shape = tuple(data["input_shape"])
+    folds = settings.get("cv_folds")
+    refit = folds or any(k in config for k in ("scaler", "pca_components"))
+    if not refit:
+        return [((data["x_train"], data["y_train"]), (data["x_val"], data["y_val"]))], shape
+    from paramaudit.data import fit_preprocessor
+
+    def prepared(x_fit: Any, y_fit: Any, x_val: Any, y_val: Any) -> tuple[Any, Any]:
+        prep = fit_preprocessor(x_fit, pre["scaler"], pre.get("pca_components"), settings["seed"])
+        return (prep.transform(x_fit), y_fit), (prep.transform(x_val), y_val)
+
+    if pre.get("pca_components") is not None:
+        shape = None  # type: ignore[assignment]  # set from the transformed width below
+    if not folds:
+        pairs = [prepared(data["raw_train"], data["y_train"], data["raw_val"], data["y_val"])]
+    else:
+        from sklearn.model_selection import StratifiedKFold
+
+        x_all = np.concatenate([data["raw_train"], data["raw_val"]])
+        y_all = np.concatenate([data["y_train"], data["y_val"]])
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=settings["seed"])
+        pairs = [prepared(x_all[tr], y_all[tr], x_all[va], y_all[va])
+                 for tr, va in splitter.split(x_all, y_all)]
+    if shape is None:
+        shape = (int(pairs[0][0][0].shape[1]),)
+    return pairs, shape
+
+
 def trainable(config: dict[str, Any], data: dict[str, Any] | None = None,
               settings: dict[str, Any] | None = None) -> None:
     """One trial: build the model its hyperparameters describe, train, report every epoch."""
+    import ray
     import torch
     from ray import tune
 
     from models import build_model
-    from paramaudit.training import fit
+    from paramaudit.training import fit, fit_folds
 
     assert data is not None and settings is not None
     # one thread per trial: trials run side by side, and oversubscribed BLAS threads thrash
     torch.set_num_threads(1)
+    node = ray.get_runtime_context().get_node_id()
     model_name = config.get("model", settings["model"])
     hp = resolve_hyperparameters(config, model_name)
-    n_params = count_trainable_params(model_name, data["input_shape"], data["n_classes"], hp)
+    pairs, shape = trial_data(config, data, settings)
+    n_params = count_trainable_params(model_name, shape, data["n_classes"], hp)
     reason = over_budget(n_params, settings["n_train"], settings["search"])
     if reason:
         tune.report({"val_loss": math.inf, "val_accuracy": 0.0, "train_loss": math.inf,
                      "train_accuracy": 0.0, "params_trainable": n_params, "skipped": 1,
-                     "skip_reason": reason, "epoch": 0})
+                     "skip_reason": reason, "epoch": 0, "node_id": node})
         return
-    torch.manual_seed(settings["seed"])
-    model = build_model(model_name, data["input_shape"], data["n_classes"], **hp)
+    augment = config.get("augment", settings["preprocess"].get("augment", False))
+    augment_shape = shape if augment and len(shape) == 3 else None
 
     def report(epoch: int, metrics: dict[str, float]) -> None:
-        tune.report({**metrics, "epoch": epoch + 1, "params_trainable": n_params, "skipped": 0})
+        tune.report({**metrics, "epoch": epoch + 1, "params_trainable": n_params, "skipped": 0,
+                     "node_id": node})
 
-    fit(model, (data["x_train"], data["y_train"]), (data["x_val"], data["y_val"]), hp,
-        max_epochs=settings["max_epochs"], patience=None, seed=settings["seed"], on_epoch=report)
+    torch.manual_seed(settings["seed"])
+    if len(pairs) == 1:
+        model = build_model(model_name, shape, data["n_classes"], **hp)
+        (train, val), = pairs
+        fit(model, train, val, hp, max_epochs=settings["max_epochs"], patience=None,
+            seed=settings["seed"], on_epoch=report, restore_best=False, augment_shape=augment_shape)
+    else:
+        models = [build_model(model_name, shape, data["n_classes"], **hp) for _ in pairs]
+        fit_folds(models, pairs, hp, max_epochs=settings["max_epochs"], seed=settings["seed"],
+                  on_epoch=report, augment_shape=augment_shape)
 
 
 # -- driver side: a stopper and the MLflow logger -------------------------------------------------
@@ -257,7 +318,8 @@ class TrialRecord:
     stopped_by: str | None = None
     skip_reason: str | None = None
     verdict: str | None = None
-    node_ip: str | None = None
+    node_id: str | None = None
+    fold_val_accuracy: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
     def best(self, metric: str, mode: str) -> float:
@@ -285,12 +347,45 @@ def trial_run_name(number: int, hp: Mapping[str, Any]) -> str:
     return " ".join(bits)
 
 
+def records_from_mlflow(tracker: Any, parent_id: str) -> dict[str, TrialRecord]:
+    """Trials an interrupted search already logged, keyed by Tune trial id (for --resume)."""
+    records: dict[str, TrialRecord] = {}
+    for run in tracker.child_runs(parent_id):
+        tags = run.data.tags
+        if "trial_id" not in tags:
+            continue
+        rec = TrialRecord(tags["trial_id"], int(tags.get("trial_number", 0)),
+                          _typed_params(run.data.params), run_id=run.info.run_id)
+        rec.status = tags.get("trial_status", "RUNNING")
+        rec.verdict, rec.stopped_by = tags.get("overfit_verdict"), tags.get("stopped_by")
+        rec.skip_reason, rec.error = tags.get("skip_reason"), tags.get("error")
+        if "params_trainable" in run.data.metrics:
+            rec.params_trainable = int(run.data.metrics["params_trainable"])
+        if rec.status == "TERMINATED":
+            for m in METRICS:
+                hist = tracker.client.get_metric_history(run.info.run_id, m)
+                rec.history[m] = [h.value for h in sorted(hist, key=lambda h: h.step)]
+        records[rec.trial_id] = rec
+    return records
+
+
+def _typed_params(params: Mapping[str, str]) -> dict[str, Any]:
+    import yaml
+
+    return {k: yaml.safe_load(v) for k, v in params.items()}
+
+
 def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train: int,
-                      stopper: DivergenceStopper, say: Callable[[str], None]) -> Any:
-    """A Ray Tune callback, run on the driver, that mirrors each trial into a nested MLflow run."""
+                      stopper: DivergenceStopper, say: Callable[[str], None],
+                      existing: dict[str, TrialRecord] | None = None) -> Any:
+    """A Ray Tune callback, run on the driver, that mirrors each trial into a nested MLflow run.
+
+    A trial's metric histories are written once, when it ends: a trial restarted by --resume
+    then never leaves half a history (or a second run) behind in MLflow.
+    """
     from ray.tune import Callback
 
-    records: dict[str, TrialRecord] = {}
+    records: dict[str, TrialRecord] = dict(existing or {})
     started: dict[str, float] = {}
 
     class TrialLogger(Callback):
@@ -298,10 +393,18 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
             self.records = records
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            hp = dict(trial.config)
-            rec = TrialRecord(trial.trial_id, len(records) + 1, hp)
-            records[trial.trial_id] = rec
             started[trial.trial_id] = time.monotonic()
+            old = records.get(trial.trial_id)
+            if old is not None and old.run_id is not None:
+                # an unfinished trial of an interrupted search: same child run, fresh history
+                old.history = {m: [] for m in METRICS}
+                old.status = "RUNNING"
+                tracker.client.update_run(old.run_id, status="RUNNING")
+                return
+            hp = dict(trial.config)
+            rec = TrialRecord(trial.trial_id, max((r.number for r in records.values()),
+                                                  default=0) + 1, hp)
+            records[trial.trial_id] = rec
             rec.run_id = tracker.start_run(
                 trial_run_name(rec.number, hp),
                 tags={"paramaudit.kind": "trial", "trial_id": trial.trial_id,
@@ -313,17 +416,17 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                             **info: Any) -> None:
             rec = records.get(trial.trial_id)
-            if rec is None or rec.run_id is None:
+            if rec is None:
                 return
-            rec.node_ip = result.get("node_ip") or rec.node_ip
+            rec.node_id = result.get("node_id") or rec.node_id
             rec.params_trainable = int(result.get("params_trainable", 0)) or rec.params_trainable
             if result.get("skipped"):
                 rec.skip_reason = str(result.get("skip_reason"))
                 return
             for m in METRICS:
                 rec.history[m].append(float(result[m]))
-            step = int(result.get("epoch", result.get("training_iteration", 0)))
-            tracker.log_metrics(rec.run_id, {m: result[m] for m in METRICS}, step=step)
+            rec.fold_val_accuracy = [float(v) for k, v in sorted(result.items())
+                                     if k.startswith("fold") and k.endswith("_val_accuracy")]
 
         def _finish(self, trial: Any, status: str, error: str | None = None) -> None:
             rec = records.get(trial.trial_id)
@@ -333,12 +436,16 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
             rec.status, rec.error = status, error
             tags: dict[str, Any] = {"trial_status": status}
             epochs = len(rec.history["val_loss"])
+            for step in range(epochs):
+                tracker.log_metrics(rec.run_id, {m: rec.history[m][step] for m in METRICS},
+                                    step=step + 1)
             if rec.skip_reason:
                 tags.update(skipped="true", skip_reason=rec.skip_reason)
                 rec.status = "SKIPPED"
+                tags["trial_status"] = "SKIPPED"
             elif error:
                 tags["error"] = error
-            else:
+            elif epochs:
                 if trial.trial_id in stopper.reasons:
                     rec.stopped_by = "divergence"
                     tags.update(stopped_by="divergence",
@@ -348,7 +455,8 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
                     tags.update(stopped_by="asha",
                                 stop_reason=f"ASHA stopped it after {epochs} epochs")
                 verdict = assess(Curves(**{m: rec.history[m] for m in METRICS}), cfg.audit,
-                                 params_trainable=rec.params_trainable or 0, n_train=n_train)
+                                 params_trainable=rec.params_trainable or 0, n_train=n_train,
+                                 fold_scores=rec.fold_val_accuracy or None)
                 rec.verdict = verdict.verdict
                 tags.update(overfit_verdict=verdict.verdict, overfit_reasons=verdict.tag_text())
             summary = {"params_trainable": rec.params_trainable, "epochs": epochs,
@@ -393,10 +501,20 @@ class SearchOutcome:
     seconds: float
     ray_start_seconds: float = 0.0
 
+    def best_trial(self) -> TrialRecord:
+        """The chosen trial's record."""
+        return next(t for t in self.trials if t.trial_id == self.best_trial_id)
+
+
+def search_state_dir(workdir: Path) -> Path:
+    """Where Ray Tune keeps a pipeline run's search state (keyed by the MLflow parent run)."""
+    return (workdir / "tune").resolve()
+
 
 def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
-               storage: Path, say: Callable[[str], None] = print) -> SearchOutcome:
-    """Run the Ray Tune search; each trial lands as a child run of ``parent_id``."""
+               storage: Path, say: Callable[[str], None] = print,
+               resume: bool = False) -> SearchOutcome:
+    """Run (or, with ``resume``, continue) the Ray Tune search; trials nest under ``parent_id``."""
     from ray import tune
 
     metric = cfg.search.metric
@@ -405,36 +523,50 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
     data = {
         "x_train": splits.x_train, "y_train": splits.y_train,
         "x_val": splits.x_val, "y_val": splits.y_val,
+        "raw_train": splits.raw_train, "raw_val": splits.raw_val,
         "input_shape": tuple(splits.input_shape), "n_classes": splits.n_classes,
     }
     search = cfg.search
-
-    settings = {"model": cfg.model, "seed": cfg.seed, "max_epochs": cfg.train.max_epochs,
-                "n_train": n_train, "search": search}
+    settings = {"model": cfg.model if isinstance(cfg.model, str) else cfg.model["choice"][0],
+                "seed": cfg.seed, "max_epochs": cfg.train.max_epochs, "n_train": n_train,
+                "search": search, "cv_folds": search.cv_folds,
+                "preprocess": {"scaler": "standard", "pca_components": None, "augment": False,
+                               **cfg.preprocess.fixed()}}
     stopper = DivergenceStopper(cfg.audit.divergence_tolerance, cfg.audit.divergence_epochs)
-    logger = make_trial_logger(tracker, parent_id, cfg, n_train, stopper, say)
-    space = param_space(search)
-    started = time.monotonic()
-    tuner = tune.Tuner(
-        # tune.with_parameters puts the arrays in the object store once, not per trial
-        tune.with_resources(tune.with_parameters(trainable, data=data, settings=settings),
-                            {"cpu": 1}),
-        param_space=space,
-        tune_config=tune.TuneConfig(
-            metric=metric, mode=mode,
-            num_samples=search.trials,
-            search_alg=_search_alg(search, cfg.seed, metric, mode),
-            scheduler=_scheduler(search, cfg.train.max_epochs),
-            reuse_actors=True,
-            max_concurrent_trials=search.max_concurrent,
-        ),
-        run_config=tune.RunConfig(
-            name="search", storage_path=str(storage.resolve()), verbose=0,
-            callbacks=[logger], stop=stopper.as_tune_stopper(),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=0),
-        ),
+    existing = records_from_mlflow(tracker, parent_id) if resume else {}
+    logger = make_trial_logger(tracker, parent_id, cfg, n_train, stopper, say, existing)
+    extra = {k: v for k, v in searched_space(cfg).items() if k not in search.space}
+    space = param_space(search, extra)
+    # tune.with_parameters puts the arrays in the object store once, not per trial
+    fn = tune.with_resources(tune.with_parameters(trainable, data=data, settings=settings),
+                             {"cpu": 1})
+    run_config = tune.RunConfig(
+        name="search", storage_path=str(storage), verbose=0,
+        callbacks=[logger], stop=stopper.as_tune_stopper(),
+        failure_config=tune.FailureConfig(max_failures=0),
     )
+    started = time.monotonic()
+    path = storage / "search"
+    if resume and tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(str(path), trainable=fn, resume_unfinished=True,
+                                   resume_errored=False, param_space=space)
+        # the restored run config carries unpickled copies of our callbacks; use live ones
+        # (Tuner has no public setter for this)
+        tuner._local_tuner._run_config.callbacks = [logger]
+        tuner._local_tuner._run_config.stop = stopper.as_tune_stopper()
+        done = sum(r.status in ("TERMINATED", "SKIPPED", "ERROR") for r in existing.values())
+        say(f"  resuming the search: {done} trial(s) already done")
+    else:
+        tuner = tune.Tuner(
+            fn, param_space=space,
+            tune_config=tune.TuneConfig(
+                metric=metric, mode=mode, num_samples=search.trials,
+                search_alg=_search_alg(search, cfg.seed, metric, mode),
+                scheduler=_scheduler(search, cfg.train.max_epochs),
+                reuse_actors=True, max_concurrent_trials=search.max_concurrent,
+            ),
+            run_config=run_config,
+        )
     tuner.fit()
     records = sorted(logger.records.values(), key=lambda r: r.number)
     usable = [r for r in records if r.status == "TERMINATED" and r.history["val_loss"]]
@@ -443,24 +575,17 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
         raise SearchFailedError(f"no trial of {len(records)} finished: {errors}")
     sign = 1 if mode == "min" else -1
     best = min(usable, key=lambda r: (sign * r.best(metric, mode), r.number))
+    chosen_model = best.hyperparameters.get("model", settings["model"])
+    best_hp = resolve_hyperparameters(best.hyperparameters, chosen_model)
+    if isinstance(cfg.model, dict):
+        best_hp["model"] = chosen_model
+    best_hp.update({k: best.hyperparameters[k] for k in PREPROCESSING_KEYS
+                    if k in best.hyperparameters})
     return SearchOutcome(
-        best_hyperparameters=resolve_hyperparameters(
-            best.hyperparameters, best.hyperparameters.get("model", cfg.model)) | (
-            {"model": best.hyperparameters["model"]} if "model" in best.hyperparameters else {}),
-        best_trial_id=best.trial_id,
-        best_score=best.best(metric, mode),
-        metric=metric,
-        trials=records,
+        best_hyperparameters=best_hp, best_trial_id=best.trial_id,
+        best_score=best.best(metric, mode), metric=metric, trials=records,
         seconds=time.monotonic() - started,
     )
-
-
-def validate_space_against_models(cfg: PipelineConfig) -> None:
-    """Reject hyperparameter values the chosen model cannot be built with (e.g. a kernel > image)."""
-    if cfg.model != "cnn":
-        return
-    if cfg.data.dataset is not None and cfg.data.dataset != "digits":
-        raise UserInputError(f"model: cnn needs image data; {cfg.data.dataset!r} is tabular")
 
 
 def trial_table(trials: list[TrialRecord]) -> list[dict[str, Any]]:
@@ -478,5 +603,6 @@ def trial_table(trials: list[TrialRecord]) -> list[dict[str, Any]]:
         row["verdict"] = r.verdict
         row["stopped_by"] = r.stopped_by
         row["error"] = r.error or r.skip_reason
+        row["node_id"] = r.node_id
         rows.append(row)
     return rows

@@ -26,9 +26,9 @@ def preprocess(cfg: PipelineConfig) -> Splits:
 
 @task(name="tune", cache_policy=NO_CACHE)
 def tune(splits: Splits, cfg: PipelineConfig, tracker: Tracker, parent_id: str,
-         workdir: Path) -> SearchOutcome:
+         workdir: Path, resume: bool = False) -> SearchOutcome:
     """Ray Tune search over the hyperparameter space; trials nested under the parent run."""
-    return steps.search(splits, cfg, tracker, parent_id, workdir)
+    return steps.search(splits, cfg, tracker, parent_id, workdir, resume=resume)
 
 
 @task(name="train-final", cache_policy=NO_CACHE)
