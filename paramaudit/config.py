@@ -477,7 +477,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r}: not found")
     try:
-        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - safe loader
+        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_StrictLoader)  # a SafeLoader
     except UnicodeDecodeError:
         raise ConfigError(f"config file {str(p)!r}: not a text file") from None
     except _DuplicateKey as err:

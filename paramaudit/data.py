@@ -34,9 +34,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
-from paramaudit.config import DataConfig, PipelineConfig, PreprocessConfig
+from paramaudit.config import (
+    BUILTIN_DATASETS,
+    HYPERPARAMETERS,
+    DataConfig,
+    PipelineConfig,
+    PreprocessConfig,
+)
 from paramaudit.errors import ConfigError, DataError
 
 IMAGE_SHAPES = {"digits": (1, 8, 8)}
@@ -204,6 +209,11 @@ class Splits:
 # --------------------------------------------------------------------------- loading
 
 
+def _data_label(ds: Dataset) -> str:
+    """How messages name the data: a built-in set by name, anything else as a file."""
+    return f"data set {ds.name!r}" if ds.name in BUILTIN_DATASETS else f"data file {ds.name!r}"
+
+
 def _builtin(name: str) -> Dataset:
     from sklearn import datasets
 
@@ -254,8 +264,8 @@ def _read_table(path: Path) -> pd.DataFrame:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise DataError(f"data file {shown!r}: not a readable Parquet file ({first})") from None
     if suffix not in (".csv", ".txt"):
-        hint = "; save it as CSV" if suffix in (".xlsx", ".xls", ".ods", ".xlsm") else ""
-        raise DataError(f"data file {shown!r}: unsupported format {suffix!r}; use .csv or .parquet{hint}")
+        fix = "save it as CSV" if suffix in (".xlsx", ".xls", ".ods", ".xlsm") else "use .csv or .parquet"
+        raise DataError(f"data file {shown!r}: unsupported format {suffix!r}; {fix}")
     with path.open("rb") as fh:
         if b"\x00" in fh.read(8192):
             raise DataError(f"data file {shown!r}: binary content, not a CSV text file")
@@ -263,6 +273,14 @@ def _read_table(path: Path) -> pd.DataFrame:
         header = _raw_header(path)
     except UnicodeDecodeError:
         raise DataError(f"data file {shown!r}: not UTF-8 text, not a CSV file (save it as UTF-8)") from None
+    if len(header) == 1:
+        # one column: often a file saved with another separator (and maybe decimal commas)
+        for sep, word in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+            if sep in header[0]:
+                raise DataError(
+                    f"data file {shown!r}: one column {header[0][:60]!r}: the file looks separated "
+                    f"by {word}, not commas; save it comma-separated"
+                )
     dupes = sorted({c for c in header if header.count(c) > 1})
     if dupes:
         raise DataError(f"data file {shown!r}: duplicate column names {', '.join(dupes)}")
@@ -273,14 +291,6 @@ def _read_table(path: Path) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"data file {shown!r}: cannot be parsed as CSV ({first})") from None
-    if frame.shape[1] == 1:
-        only = str(frame.columns[0])
-        for sep, word in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
-            if sep in only:
-                raise DataError(
-                    f"data file {shown!r}: one column {only!r}: the file looks separated by {word}, "
-                    "not commas; save it comma-separated"
-                )
     return frame
 
 
@@ -390,12 +400,12 @@ def _apply_image_shape(ds: Dataset, shape: list[int]) -> None:
     c, h, w = shape
     if ds.categorical is not None:
         raise DataError(
-            f"config: data.image_shape: data {ds.name!r} has categorical columns "
+            f"config: data.image_shape: {_data_label(ds)} has categorical columns "
             f"{', '.join(ds.categorical_columns[:3])}; image data is numeric pixels only"
         )
     if c * h * w != ds.x.shape[1]:
         raise DataError(
-            f"config: data.image_shape: {c}x{h}x{w} = {c * h * w} pixels, but data {ds.name!r} has "
+            f"config: data.image_shape: {c}x{h}x{w} = {c * h * w} pixels, but {_data_label(ds)} has "
             f"{ds.x.shape[1]} feature columns; the product must equal the number of features"
         )
     ds.image_shape = (c, h, w)
@@ -414,6 +424,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         _apply_image_shape(ds, cfg.image_shape)
     check_dataset(ds)  # before subsampling too: a stratified subsample needs the same guarantees
     if cfg.max_rows is not None and len(ds.y) > cfg.max_rows:
+        from sklearn.model_selection import train_test_split  # imported late: slow, and not for errors
+
         try:
             keep, _ = train_test_split(
                 np.arange(len(ds.y)), train_size=cfg.max_rows, stratify=ds.y, random_state=0
@@ -436,11 +448,11 @@ def check_dataset(ds: Dataset) -> None:
     counts = np.bincount(ds.y, minlength=len(ds.class_names))
     present = int((counts > 0).sum())
     if present < 2:
-        raise DataError(f"data {ds.name!r}: the target has one class; need at least two")
+        raise DataError(f"{_data_label(ds)}: the target has one class; need at least two")
     small = [ds.class_names[i] for i, n in enumerate(counts) if 0 < n < MIN_PER_CLASS]
     if small:
         raise DataError(
-            f"data {ds.name!r}: class {small[0]!r} has {int(counts[ds.class_names.index(small[0])])}"
+            f"{_data_label(ds)}: class {small[0]!r} has {int(counts[ds.class_names.index(small[0])])}"
             f" sample(s); a stratified train/val/test split needs at least {MIN_PER_CLASS} per class"
         )
 
@@ -530,13 +542,15 @@ def _choices(value: Any) -> list[Any]:
 
 
 def _split_indices(ds: Dataset, cfg: DataConfig, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
     n = len(ds.y)
     n_classes = len(ds.class_names)
     n_test = max(n_classes, int(round(cfg.test_size * n)))
     n_val = max(n_classes, int(round(cfg.val_size * n)))
     if n - n_test - n_val < n_classes:
         raise DataError(
-            f"data {ds.name!r}: {n} rows are too few for a train/val/test split "
+            f"{_data_label(ds)}: {n} rows are too few for a train/val/test split "
             f"(val {n_val}, test {n_test}, and train needs {n_classes}+ for {n_classes} classes); "
             "add rows or lower data.val_size / data.test_size"
         )
@@ -548,7 +562,7 @@ def _split_indices(ds: Dataset, cfg: DataConfig, seed: int) -> tuple[np.ndarray,
             idx_rest, test_size=n_val, stratify=ds.y[idx_rest], random_state=seed
         )
     except ValueError as err:
-        raise DataError(f"data {ds.name!r}: stratified split impossible ({err})") from None
+        raise DataError(f"{_data_label(ds)}: stratified split impossible ({err})") from None
     return idx_train, idx_val, idx_test
 
 
@@ -624,10 +638,6 @@ def refit_preprocessing(splits: Splits, scaler: str, pca_components: int | float
 # --------------------------------------------------------------------------- validation
 
 
-def _data_label(ds: Dataset) -> str:
-    return f"data {ds.name!r}"
-
-
 def _check_preprocess_choices(pre: PreprocessConfig, ds: Dataset, n_features: int,
                               n_train: int | None = None, encoded: int = 0) -> None:
     """Every choice of preprocess.* must work on this data (each is tried by some trial)."""
@@ -653,8 +663,6 @@ def _check_preprocess_choices(pre: PreprocessConfig, ds: Dataset, n_features: in
 
 
 def _kernel_sizes(space: dict[str, Any]) -> list[int]:
-    from paramaudit.config import HYPERPARAMETERS
-
     value = space.get("kernel_size", HYPERPARAMETERS["kernel_size"][1])
     if isinstance(value, dict):
         kind, args = next(iter(value.items()))

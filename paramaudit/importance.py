@@ -363,7 +363,12 @@ def plot_importance(trials: pd.DataFrame, ranking: pd.DataFrame, path: str | Pat
     ax.set_xlim(0, max(importances + [0.0]) * 1.15 or 1.0)
     for pos, v in zip(ypos, importances, strict=True):
         ax.text(v, pos, f" {v:.2f}", va="center", fontsize=8)
-    ax.set_xlabel("importance (sums to 1)")
+    constant = [c.name for c in columns if c.kind == "constant"]
+    xlabel = "importance (sums to 1)"
+    if constant:
+        listed = ", ".join(constant[:6]) + (f" and {len(constant) - 6} more" if len(constant) > 6 else "")
+        xlabel += f"; constant over the trials, not ranked: {listed}"
+    ax.set_xlabel(xlabel)
     title = f"Hyperparameter importance for {score} ({method}, {len(y)} trials"
     title += f", {dropped} without a finite score left out)" if dropped else ")"
     ax.set_title(title)

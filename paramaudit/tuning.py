@@ -42,6 +42,8 @@ def ray_environment() -> dict[str, str]:
         "TUNE_DISABLE_STRICT_METRIC_CHECKING": "0",
         "RAY_AIR_NEW_OUTPUT": "0",
         "RAY_TRAIN_V2_ENABLED": "0",
+        # save the search state at every step, so --resume after a crash reruns no finished trial
+        "TUNE_GLOBAL_CHECKPOINT_S": "0",
     }
 
 
@@ -387,6 +389,7 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
 
     records: dict[str, TrialRecord] = dict(existing or {})
     started: dict[str, float] = {}
+    replays: set[str] = set()
 
     class TrialLogger(Callback):
         def __init__(self) -> None:
@@ -395,6 +398,11 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             started[trial.trial_id] = time.monotonic()
             old = records.get(trial.trial_id)
+            if old is not None and old.status in ("TERMINATED", "SKIPPED", "ERROR"):
+                # finished and logged before a crash that beat Tune's state save: keep that
+                # record and its run; the rerun's results are not logged again
+                replays.add(trial.trial_id)
+                return
             if old is not None and old.run_id is not None:
                 # an unfinished trial of an interrupted search: same child run, fresh history
                 old.history = {m: [] for m in METRICS}
@@ -416,7 +424,7 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                             **info: Any) -> None:
             rec = records.get(trial.trial_id)
-            if rec is None:
+            if rec is None or trial.trial_id in replays:
                 return
             rec.node_id = result.get("node_id") or rec.node_id
             rec.params_trainable = int(result.get("params_trainable", 0)) or rec.params_trainable
@@ -430,7 +438,7 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
 
         def _finish(self, trial: Any, status: str, error: str | None = None) -> None:
             rec = records.get(trial.trial_id)
-            if rec is None or rec.run_id is None:
+            if rec is None or rec.run_id is None or trial.trial_id in replays:
                 return
             rec.seconds = time.monotonic() - started.get(trial.trial_id, time.monotonic())
             rec.status, rec.error = status, error
@@ -459,6 +467,10 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
                                  fold_scores=rec.fold_val_accuracy or None)
                 rec.verdict = verdict.verdict
                 tags.update(overfit_verdict=verdict.verdict, overfit_reasons=verdict.tag_text())
+            if rec.fold_val_accuracy:
+                tracker.log_metrics(rec.run_id, {
+                    "cv_folds": len(rec.fold_val_accuracy),
+                    "cv_val_accuracy_std": float(np.std(rec.fold_val_accuracy))})
             summary = {"params_trainable": rec.params_trainable, "epochs": epochs,
                        "best_val_loss": rec.best("val_loss", "min"),
                        "best_val_accuracy": rec.best("val_accuracy", "max"),
@@ -482,11 +494,34 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
             self._finish(trial, "TERMINATED")
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            err = getattr(trial, "error_msg", None) or "trial raised an error"
-            last = [ln for ln in str(err).strip().splitlines() if ln.strip()]
-            self._finish(trial, "ERROR", last[-1] if last else str(err))
+            self._finish(trial, "ERROR", trial_error(trial))
 
     return TrialLogger()
+
+
+def trial_error(trial: Any) -> str:
+    """The one-line cause of a failed trial (the innermost exception), for its MLflow run."""
+    import cloudpickle
+
+    err: Any = None
+    try:
+        # Tune writes the error next to the trial's local results before this callback runs
+        if trial.pickled_error_file and Path(trial.pickled_error_file).is_file():
+            err = cloudpickle.loads(Path(trial.pickled_error_file).read_bytes())
+        elif trial.error_file and Path(trial.error_file).is_file():
+            err = Path(trial.error_file).read_text()
+    except Exception:  # an unreadable error file must not break the search
+        err = None
+    while err is not None and getattr(err, "cause", None) is not None:
+        err = err.cause  # RayTaskError wraps the trainable's own exception
+    if err is None:
+        text = "trial raised an error"
+    elif isinstance(err, str):
+        text = err
+    else:
+        text = f"{type(err).__name__}: {err}"
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:1000] if lines else text
 
 
 @dataclass

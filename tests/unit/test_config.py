@@ -480,3 +480,135 @@ def test_momentum_kept_for_sgd_momentum() -> None:
 
 def test_momentum_dropped_for_default_optimizer() -> None:
     assert "momentum" not in resolve_hyperparameters({"momentum": 0.5})
+
+
+# --------------------------------------------------------------------------- wrong nesting, YAML traps
+
+
+@pytest.mark.parametrize(
+    ("raw", "where", "hint"),
+    [
+        ({"trials": 4}, "'trials'", "did you mean 'search.trials'"),
+        ({"max_epochs": 4}, "'max_epochs'", "did you mean 'train.max_epochs'"),
+        ({"learning_rate": 0.1}, "'learning_rate'", "did you mean 'search.space.learning_rate'"),
+        ({"search": {"learning_rate": 0.1}}, "'search.learning_rate'",
+         "did you mean 'search.space.learning_rate'"),
+        ({"search": {"max_epochs": 3}}, "'search.max_epochs'", "did you mean 'train.max_epochs'"),
+        ({"data": {"scaler": "minmax"}}, "'data.scaler'", "did you mean 'preprocess.scaler'"),
+        ({"pca_components": 3}, "'pca_components'", "did you mean 'preprocess.pca_components'"),
+    ],
+)
+def test_key_in_the_wrong_section_names_the_right_one(raw: dict[str, Any], where: str, hint: str) -> None:
+    msg = config_error(raw)
+    assert f"unknown key {where}" in msg and hint in msg
+
+
+def test_in_section_typo_still_suggests_the_local_key() -> None:
+    assert "did you mean 'cv_folds'" in config_error({"search": {"cv_fold": 3}})
+    assert "did you mean 'search'" in config_error({"serach": {}})
+
+
+def test_duplicate_yaml_key_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "dup.yaml"
+    p.write_text("search:\n  trials: 3\ntrain:\n  max_epochs: 2\nsearch:\n  algorithm: grid\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    msg = str(info.value)
+    assert str(p) in msg and "duplicate key 'search' at line 5" in msg and "\n" not in msg
+
+
+def test_duplicate_nested_yaml_key_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "dup.yaml"
+    p.write_text("search:\n  trials: 3\n  trials: 4\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    assert "duplicate key 'trials' at line 3" in str(info.value)
+
+
+def test_same_key_in_different_sections_and_merge_keys_are_fine(tmp_path: Path) -> None:
+    p = tmp_path / "ok.yaml"
+    p.write_text("x: &base {a: 1}\ny:\n  <<: *base\n  b: 2\nz: {a: 3}\n")
+    assert read_yaml(p) == {"x": {"a": 1}, "y": {"a": 1, "b": 2}, "z": {"a": 3}}
+
+
+def test_config_path_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert "is a directory" in str(info.value)
+
+
+# --------------------------------------------------------------------------- new validation
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_out_of_range(seed: int) -> None:
+    assert "config: seed:" in config_error({"seed": seed})
+
+
+def test_seed_range_ends_are_fine() -> None:
+    assert build_config({"seed": 2**32 - 1}).seed == 2**32 - 1
+    assert build_config({"seed": 0}).seed == 0
+
+
+def test_target_with_a_builtin_data_set() -> None:
+    msg = config_error({"data": {"dataset": "wine", "target": "quality"}})
+    assert msg.startswith("config: data:") and "own labels" in msg
+
+
+def test_target_override_with_a_builtin_data_set() -> None:
+    assert "own labels" in config_error({"data": {"dataset": "iris"}}, {"data.target": "y"})
+
+
+@pytest.mark.parametrize("value", [2, 4, {"choice": [3, 4]}, {"randint": [1, 7]}])
+def test_even_or_random_kernel_sizes_are_refused(value: Any) -> None:
+    msg = config_error({"search": {"space": {"kernel_size": value}}})
+    assert "kernel_size" in msg
+
+
+def test_odd_kernel_sizes_are_fine() -> None:
+    cfg = build_config({"search": {"space": {"kernel_size": {"choice": [1, 3, 5]}}}})
+    assert cfg.search.space["kernel_size"] == {"choice": [1, 3, 5]}
+
+
+@pytest.mark.parametrize("folds", [0, 1, 21, "five"])
+def test_cv_folds_range(folds: Any) -> None:
+    assert "config: search.cv_folds:" in config_error({"search": {"cv_folds": folds}})
+
+
+def test_cv_folds_default_is_off() -> None:
+    assert PipelineConfig().search.cv_folds is None
+    assert build_config({"search": {"cv_folds": 5}}).search.cv_folds == 5
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, 0.0, True, "many", {"choice": []}, {"choice": [2, 0]},
+                                   {"uniform": [0.5, 0.9]}])
+def test_bad_pca_components(value: Any) -> None:
+    assert "config: preprocess.pca_components:" in config_error({"preprocess": {"pca_components": value}})
+
+
+@pytest.mark.parametrize("value", [None, "none", 3, 0.95, 1.0, {"choice": [None, 2, 0.9]}])
+def test_good_pca_components(value: Any) -> None:
+    build_config({"preprocess": {"pca_components": value}})
+
+
+@pytest.mark.parametrize(("field", "value"), [("scaler", {"choice": ["standard", "zscore"]}),
+                                              ("scaler", 3), ("augment", "yes"),
+                                              ("augment", {"choice": [True, 1]})])
+def test_bad_searched_preprocessing(field: str, value: Any) -> None:
+    assert f"config: preprocess.{field}:" in config_error({"preprocess": {field: value}})
+
+
+def test_searched_preprocessing_is_listed() -> None:
+    cfg = build_config({"preprocess": {"scaler": {"choice": ["standard", "minmax"]}, "augment": True}})
+    assert cfg.preprocess.searched() == {"scaler": ["standard", "minmax"]}
+    assert cfg.preprocess.fixed() == {"pca_components": None, "augment": True}
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ({"categorical": "ordinal"}, "data.categorical"),
+    ({"image_shape": [8, 8]}, "data.image_shape"),
+    ({"image_shape": [1, 0, 8]}, "data.image_shape"),
+    ({"image_shape": "1x8x8"}, "data.image_shape"),
+])
+def test_bad_data_layout(raw: dict[str, Any], field: str) -> None:
+    assert f"config: {field}:" in config_error({"data": raw})

@@ -8,18 +8,32 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from paramaudit.config import DataConfig, PreprocessConfig
+from paramaudit import data as data_mod
+from paramaudit.config import DataConfig, PipelineConfig, PreprocessConfig, build_config
 from paramaudit.data import (
+    MAX_CATEGORIES,
+    MAX_CLASSES,
+    MISSING_CATEGORY,
     Dataset,
+    OneHot,
     Splits,
     check_dataset,
+    check_inputs,
+    check_preprocessing,
+    check_split,
     file_digest,
+    first_choice,
+    fit_onehot,
+    fit_preprocessor,
     fit_scaler,
     load_dataset,
+    prepare,
     preprocess,
+    preprocess_cache_key,
+    refit_preprocessing,
     split_and_scale,
 )
-from paramaudit.errors import DataError, UserInputError
+from paramaudit.errors import ConfigError, DataError, UserInputError
 
 # --------------------------------------------------------------------------- helpers
 
@@ -465,3 +479,449 @@ def test_content_hash_changes_with_the_file(tmp_path: Path) -> None:
     second = load_dataset(csv_cfg(p)).content_hash
     assert second != first
     assert second == file_digest(p)
+
+
+# --------------------------------------------------------------------------- more bad files
+
+
+def test_relative_missing_path_names_the_working_directory(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    msg = data_error(csv_cfg(Path("sub/nope.csv")))
+    assert "'sub/nope.csv'" in msg and str(tmp_path) in msg and "working directory" in msg
+
+
+def test_directory_message(tmp_path: Path) -> None:
+    d = tmp_path / "folder.csv"
+    d.mkdir()
+    assert "is a directory" in data_error(csv_cfg(d))
+
+
+@pytest.mark.parametrize(("sep", "word"), [(";", "';'"), ("\t", "tabs")])
+def test_other_separator_is_named(tmp_path: Path, sep: str, word: str) -> None:
+    p = tmp_path / "semi.csv"
+    labelled_frame().to_csv(p, index=False, sep=sep, decimal=",")
+    msg = data_error(csv_cfg(p))
+    assert str(p) in msg and f"separated by {word}" in msg
+
+
+def test_continuous_target_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "reg.csv"
+    frame = labelled_frame()
+    frame["price"] = np.linspace(1.5, 99.5, len(frame))
+    frame.drop(columns="label").to_csv(p, index=False)
+    msg = data_error(csv_cfg(p, target="price"))
+    assert "'price' has 90 distinct values in 90 rows" in msg and "regression" in msg
+
+
+def test_too_many_classes_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "many.csv"
+    n = (MAX_CLASSES + 1) * 3
+    pd.DataFrame({"a": np.arange(n), "label": np.arange(n) % (MAX_CLASSES + 1)}).to_csv(p, index=False)
+    assert f"{MAX_CLASSES + 1} distinct values" in data_error(csv_cfg(p))
+
+
+def test_numeric_column_with_placeholders(tmp_path: Path) -> None:
+    p = tmp_path / "q.csv"
+    frame = labelled_frame().astype({"count": object})
+    frame.loc[[3, 40], "count"] = "?"
+    frame.to_csv(p, index=False)
+    for mode in ("error", "onehot"):
+        msg = data_error(csv_cfg(p, categorical=mode))
+        assert "'count' is numeric except for '?'" in msg
+
+
+def test_non_numeric_message_offers_onehot(tmp_path: Path) -> None:
+    p = tmp_path / "text.csv"
+    frame = labelled_frame()
+    frame["colour"] = "red"
+    frame.to_csv(p, index=False)
+    assert "data.categorical: onehot" in data_error(csv_cfg(p))
+
+
+def test_latin1_file_says_utf8(tmp_path: Path) -> None:
+    p = tmp_path / "latin.csv"
+    p.write_bytes("a,café,label\n1,2,x\n".encode("latin-1"))
+    assert "UTF-8" in data_error(csv_cfg(p))
+
+
+def test_xlsx_says_save_as_csv(tmp_path: Path) -> None:
+    p = tmp_path / "book.xlsx"
+    p.write_bytes(b"PK\x03\x04 not really")
+    assert "save it as CSV" in data_error(csv_cfg(p))
+
+
+# --------------------------------------------------------------------------- one-hot encoding
+
+
+def colour_frame(n: int = 90) -> pd.DataFrame:
+    frame = labelled_frame(n)
+    frame.insert(1, "colour", np.array(["red", "green", "blue"])[(np.arange(n) // 3) % 3])
+    frame["flag"] = np.arange(n) % 2 == 0
+    return frame
+
+
+def test_onehot_encodes_categorical_columns(tmp_path: Path) -> None:
+    p = tmp_path / "c.csv"
+    frame = colour_frame().astype({"colour": object})
+    frame.loc[[0, 1, 2], "colour"] = None  # one row of each class
+    frame.to_csv(p, index=False)
+    ds = load_dataset(csv_cfg(p, categorical="onehot"))
+    assert ds.feature_names == ["f1", "f2", "count"] and ds.x.shape == (90, 3)
+    assert ds.categorical_columns == ["colour", "flag"]
+    assert set(ds.categorical["colour"]) == {"red", "green", "blue", MISSING_CATEGORY}
+    s = split_and_scale(ds, csv_cfg(p, categorical="onehot"), PreprocessConfig(scaler="none"), 0)
+    colour_names = [n for n in s.feature_names if n.startswith("colour=")]
+    assert s.feature_names[:3] == ["f1", "f2", "count"]
+    assert s.feature_names[3:] == colour_names + ["flag=False", "flag=True"]
+    assert s.encoding == {"categorical_columns": ["colour", "flag"], "encoded_columns": len(colour_names) + 2}
+    assert s.n_features == 3 + s.encoding["encoded_columns"] == s.raw_train.shape[1]
+    assert s.input_shape == (s.n_features,)
+    # every row has exactly one 1 per column in its block (all categories seen in train here)
+    for raw in (s.raw_train, s.raw_val, s.raw_test):
+        block = raw[:, 3:3 + len(colour_names)]
+        assert set(np.unique(block)) <= {0.0, 1.0}
+        assert (block.sum(axis=1) <= 1).all()
+        np.testing.assert_array_equal(raw[:, -2:].sum(axis=1), 1.0)
+
+
+def test_onehot_categories_come_from_the_train_split_only() -> None:
+    base = indexed_dataset(300)
+    s0 = split_and_scale(base, DataConfig(), PreprocessConfig(scaler="none"), seed=0)
+    test_rows = set(s0.x_test[:, 0].astype(int).tolist())
+    val_rows = set(s0.x_val[:, 0].astype(int).tolist())
+    colour = ["red" if i % 2 else "blue" for i in range(300)]
+    for i in test_rows:
+        colour[i] = "only-in-test"
+    for i in sorted(val_rows)[:5]:
+        colour[i] = "only-in-val"
+    ds = Dataset(base.x, base.y, base.feature_names, base.class_names, "cats", "h",
+                 categorical=pd.DataFrame({"colour": colour}))
+    s = split_and_scale(ds, DataConfig(), PreprocessConfig(scaler="none"), seed=0)
+    assert s.feature_names[4:] == ["colour=blue", "colour=red"]
+    assert s.encoding["encoded_columns"] == 2
+    # unseen categories at val/test time: all zeros, no crash
+    np.testing.assert_array_equal(s.raw_test[:, 4:], 0.0)
+    ids = s.raw_val[:, 0].astype(int)
+    unseen = np.isin(ids, sorted(val_rows)[:5])
+    assert unseen.sum() == 5
+    np.testing.assert_array_equal(s.raw_val[unseen, 4:], 0.0)
+    np.testing.assert_array_equal(s.raw_val[~unseen, 4:].sum(axis=1), 1.0)
+
+
+def test_onehot_transform_unseen_is_zero() -> None:
+    enc = fit_onehot(pd.DataFrame({"c": ["a", "b", "a"], "d": ["x", "x", "y"]}))
+    assert enc.names() == ["c=a", "c=b", "d=x", "d=y"] and enc.n_out == 4
+    out = enc.transform(pd.DataFrame({"c": ["b", "zzz"], "d": ["y", "new"]}))
+    np.testing.assert_array_equal(out, [[0, 1, 0, 1], [0, 0, 0, 0]])
+    assert out.dtype == np.float32
+    assert isinstance(enc, OneHot)
+
+
+def test_all_features_categorical(tmp_path: Path) -> None:
+    p = tmp_path / "cats.csv"
+    frame = colour_frame()[["colour", "label"]]
+    frame.to_csv(p, index=False)
+    s = preprocess(csv_cfg(p, categorical="onehot"), PreprocessConfig(), 0)
+    assert s.feature_names == ["colour=blue", "colour=green", "colour=red"]
+    assert s.x_train.shape[1] == 3
+
+
+def test_high_cardinality_categorical_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "ids.csv"
+    n = (MAX_CATEGORIES + 1) * 2
+    pd.DataFrame({"a": np.arange(n), "cid": [f"C{i}" for i in range(n)],
+                  "label": np.arange(n) % 2}).to_csv(p, index=False)
+    msg = data_error(csv_cfg(p, categorical="onehot"))
+    assert "'cid'" in msg and f"{n} distinct values" in msg
+
+
+def test_max_rows_subsamples_categorical_rows_too(tmp_path: Path) -> None:
+    p = tmp_path / "c.csv"
+    frame = colour_frame(300)
+    frame.to_csv(p, index=False)
+    ds = load_dataset(csv_cfg(p, categorical="onehot", max_rows=60))
+    assert len(ds.y) == len(ds.x) == len(ds.categorical) == 60
+    # the categorical rows still belong to their numeric rows
+    full = load_dataset(csv_cfg(p, categorical="onehot"))
+    lookup = {float(f): c for f, c in zip(full.x[:, 0], full.categorical["colour"], strict=True)}
+    assert all(lookup[float(f)] == c for f, c in zip(ds.x[:, 0], ds.categorical["colour"], strict=True))
+
+
+# --------------------------------------------------------------------------- the preprocessor
+
+
+def wide_data(n: int = 200, d: int = 6, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, 2))
+    mix = rng.normal(size=(2, d))
+    return (base @ mix + 0.05 * rng.normal(size=(n, d)) + np.arange(d)).astype(np.float32)
+
+
+def test_preprocessor_without_pca_is_the_scaler() -> None:
+    x = wide_data()
+    prep = fit_preprocessor(x, "standard", None)
+    assert prep.n_out == 6 and prep.components is None
+    np.testing.assert_allclose(prep.transform(x), fit_scaler(x, "standard").transform(x))
+    assert prep.describe() == {"scaler": "standard", "pca_requested": None, "pca_components": None,
+                               "explained_variance": None, "n_in": 6, "n_out": 6}
+
+
+def test_pca_integer_matches_sklearn() -> None:
+    from sklearn.decomposition import PCA
+
+    x = wide_data()
+    prep = fit_preprocessor(x, "standard", 3)
+    out = prep.transform(x)
+    assert out.shape == (200, 3) and out.dtype == np.float32 and prep.n_out == 3
+    ref = PCA(3).fit(fit_scaler(x, "standard").transform(x))
+    np.testing.assert_allclose(np.abs(out), np.abs(ref.transform(fit_scaler(x, "standard").transform(x))),
+                               atol=1e-4)
+    assert prep.explained_variance == pytest.approx(ref.explained_variance_ratio_.sum(), abs=1e-5)
+    d = prep.describe()
+    assert d["pca_components"] == 3 and d["pca_requested"] == 3 and d["scaler"] == "standard"
+
+
+def test_pca_fraction_keeps_the_fewest_components() -> None:
+    x = wide_data()
+    scaled = fit_scaler(x, "minmax").transform(x)
+    ratio = np.linalg.svd(scaled - scaled.mean(axis=0), compute_uv=False) ** 2
+    cum = np.cumsum(ratio / ratio.sum())
+    for frac in (0.5, 0.9, 0.99, 0.999):
+        prep = fit_preprocessor(x, "minmax", frac)
+        k = prep.n_out
+        assert cum[k - 1] >= frac - 1e-6
+        assert k == 1 or cum[k - 2] < frac
+        assert prep.explained_variance == pytest.approx(cum[k - 1], abs=1e-5)
+    assert fit_preprocessor(x, "minmax", 1.0).n_out == 6
+
+
+def test_pca_is_fitted_on_train_rows_and_deterministic() -> None:
+    x = wide_data()
+    a, b = fit_preprocessor(x, "standard", 2, seed=1), fit_preprocessor(x, "standard", 2, seed=7)
+    np.testing.assert_array_equal(a.transform(x), b.transform(x))
+    np.testing.assert_allclose(a.transform(x).mean(axis=0), 0.0, atol=1e-4)
+    other = wide_data(seed=5)
+    assert np.abs(a.transform(other).mean(axis=0)).max() > 1e-3  # val rows use train statistics
+
+
+def test_pca_on_constant_data_does_not_crash() -> None:
+    x = np.ones((20, 4), np.float32)
+    prep = fit_preprocessor(x, "standard", 0.95)
+    assert prep.n_out == 1 and np.isfinite(prep.transform(x)).all()
+
+
+@pytest.mark.parametrize(("k", "needle"), [(7, "6 feature columns"), (5, "4 training rows")])
+def test_pca_too_many_components(k: int, needle: str) -> None:
+    n_rows = 4 if k == 5 else 50
+    with pytest.raises(DataError) as info:
+        fit_preprocessor(wide_data(n_rows), "standard", k)
+    assert str(info.value).startswith("config: preprocess.pca_components:") and needle in str(info.value)
+
+
+def test_preprocessor_unknown_scaler() -> None:
+    with pytest.raises(DataError) as info:
+        fit_preprocessor(wide_data(), "quantile", None)
+    assert "preprocess.scaler" in str(info.value)
+
+
+# --------------------------------------------------------------------------- split_and_scale + preprocessing
+
+
+def test_split_uses_the_first_choice_of_searched_fields() -> None:
+    pre = PreprocessConfig(scaler={"choice": ["minmax", "standard"]}, pca_components={"choice": [2, None]})
+    assert first_choice(pre.scaler) == "minmax" and first_choice("robust") == "robust"
+    s = split_and_scale(indexed_dataset(300), DataConfig(), pre, 0)
+    assert s.scaler.kind == "minmax" and s.preprocessor.scaler is s.scaler
+    assert s.n_features == 2 and s.input_shape == (2,)
+    assert s.preprocessor.describe()["pca_components"] == 2
+    assert s.raw_train.shape[1] == 4 and s.feature_names == ["row", "a", "b", "c"]
+
+
+def test_splits_keep_raw_rows_for_refitting() -> None:
+    ds = indexed_dataset(300)
+    s = split_and_scale(ds, DataConfig(), PreprocessConfig(), 0)
+    for raw, x in ((s.raw_train, s.x_train), (s.raw_val, s.x_val), (s.raw_test, s.x_test)):
+        np.testing.assert_array_equal(raw, ds.x[raw[:, 0].astype(int)])
+        np.testing.assert_allclose(s.scaler.transform(raw), x)
+    again = refit_preprocessing(s, "robust", 0.9)
+    direct = split_and_scale(ds, DataConfig(), PreprocessConfig(scaler="robust", pca_components=0.9), 0)
+    np.testing.assert_allclose(again.x_test, direct.x_test, atol=1e-5)
+    assert again.input_shape == direct.input_shape == (direct.n_features,)
+    np.testing.assert_array_equal(again.y_test, s.y_test)
+    assert s.x_train.shape[1] == 4  # the original is untouched
+
+
+def test_digits_with_pca_is_flat_and_refit_without_pca_restores_the_image() -> None:
+    s = preprocess(DataConfig(dataset="digits"), PreprocessConfig(pca_components=20), 0)
+    assert s.input_shape == (20,) and s.image_shape == (1, 8, 8)
+    assert refit_preprocessing(s, "standard", None).input_shape == (1, 8, 8)
+
+
+def test_image_shape_declared_for_a_csv(tmp_path: Path) -> None:
+    p = tmp_path / "pix.csv"
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(60, 12)), columns=[f"p{i}" for i in range(12)])
+    frame["label"] = np.arange(60) % 3
+    frame.to_csv(p, index=False)
+    ds = load_dataset(csv_cfg(p, image_shape=[3, 2, 2]))
+    assert ds.image_shape == (3, 2, 2)
+    s = preprocess(csv_cfg(p, image_shape=[3, 2, 2]), PreprocessConfig(augment=True), 0)
+    assert s.input_shape == (3, 2, 2)
+    msg = data_error(csv_cfg(p, image_shape=[1, 3, 3]))
+    assert msg.startswith("config: data.image_shape:") and "12 feature columns" in msg
+
+
+def test_image_shape_with_categorical_columns_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "c.csv"
+    colour_frame().to_csv(p, index=False)
+    msg = data_error(csv_cfg(p, categorical="onehot", image_shape=[1, 1, 3]))
+    assert "data.image_shape" in msg and "categorical" in msg
+
+
+# --------------------------------------------------------------------------- checks against the config
+
+
+def pipeline_cfg(tmp_path: Path, frame: pd.DataFrame | None = None, **raw: object) -> PipelineConfig:
+    p = tmp_path / "d.csv"
+    (colour_frame() if frame is None else frame).to_csv(p, index=False)
+    data = {"path": str(p), "target": "label", **raw.pop("data", {})}  # type: ignore[arg-type]
+    return build_config({"data": data, **raw})
+
+
+def config_problem(cfg: PipelineConfig) -> str:
+    with pytest.raises(UserInputError) as info:
+        check_inputs(cfg)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(("config: ", "data ")), msg
+    return msg
+
+
+def test_pca_is_checked_against_features_after_onehot(tmp_path: Path) -> None:
+    # f1, f2, count + colour (3) + flag (2) = 8 columns after one-hot
+    ok = pipeline_cfg(tmp_path, data={"categorical": "onehot"}, preprocess={"pca_components": 8})
+    check_inputs(ok)
+    assert prepare(ok).n_features == 8
+    bad = pipeline_cfg(tmp_path, data={"categorical": "onehot"},
+                       preprocess={"pca_components": {"choice": [2, 9]}})
+    msg = config_problem(bad)
+    assert msg.startswith("config: preprocess.pca_components: 9 components")
+    assert "8 feature columns (5 of them from one-hot encoding)" in msg
+
+
+def test_every_pca_choice_is_checked(tmp_path: Path) -> None:
+    frame = labelled_frame()
+    pca = {"choice": [None, 0.5, 4]}
+    msg = config_problem(pipeline_cfg(tmp_path, frame, preprocess={"pca_components": pca}))
+    assert "4 components" in msg and "3 feature columns" in msg
+
+
+def test_augment_needs_image_data(tmp_path: Path) -> None:
+    augment = {"choice": [False, True]}
+    msg = config_problem(pipeline_cfg(tmp_path, labelled_frame(), preprocess={"augment": augment}))
+    assert msg.startswith("config: preprocess.augment:") and "tabular" in msg
+    check_inputs(pipeline_cfg(tmp_path, labelled_frame(), preprocess={"augment": False}))
+    check_inputs(build_config({"data": {"dataset": "digits"}, "preprocess": {"augment": True}}))
+    with pytest.raises(ConfigError):  # preprocess() checks it too
+        preprocess(pipeline_cfg(tmp_path, labelled_frame()).data, PreprocessConfig(augment=True), 0)
+
+
+@pytest.mark.parametrize("model", ["cnn", {"choice": ["mlp", "cnn"]}])
+def test_cnn_needs_image_data(tmp_path: Path, model: object) -> None:
+    msg = config_problem(pipeline_cfg(tmp_path, labelled_frame(), model=model))
+    assert msg.startswith("config: model: cnn needs image data")
+
+
+def test_cnn_on_digits_is_fine_but_not_with_pca() -> None:
+    check_inputs(build_config({"model": "cnn"}))
+    msg = config_problem(build_config({"model": "cnn", "preprocess": {"pca_components": 0.9}}))
+    assert msg.startswith("config: preprocess.pca_components: PCA flattens the image")
+
+
+def test_cnn_kernel_larger_than_the_image(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(60, 4)), columns=list("abcd"))
+    frame["label"] = np.arange(60) % 3
+    cfg = pipeline_cfg(tmp_path, frame, model="cnn", data={"image_shape": [1, 2, 2]},
+                       search={"space": {"kernel_size": {"choice": [1, 3]}}})
+    msg = config_problem(cfg)
+    assert msg.startswith("config: search.space.kernel_size: 3 is larger than the 2x2 images")
+    cfg.search.space = {"kernel_size": 1}
+    check_inputs(cfg)
+
+
+def test_cv_folds_need_rows_of_every_class(tmp_path: Path) -> None:
+    frame = labelled_frame(90)  # 30 per class, 18 per class outside the test split
+    check_inputs(pipeline_cfg(tmp_path, frame, search={"cv_folds": 5}))
+    frame.loc[:8, "label"] = "cat"  # ... unless one class is small
+    small = frame[~((frame["label"] == "emu") & (frame.index > 20))]
+    msg = config_problem(pipeline_cfg(tmp_path, small, search={"cv_folds": 5}))
+    assert msg.startswith("config: search.cv_folds: 5 stratified folds") and "'emu'" in msg
+
+
+def test_cv_folds_more_than_rows() -> None:
+    ds = Dataset(np.arange(12, dtype=np.float32)[:, None], np.arange(12) % 2, ["a"], ["x", "y"], "tiny", "h")
+    cfg = build_config({"search": {"cv_folds": 11}})  # 10 rows outside the test split
+    with pytest.raises(ConfigError) as info:
+        check_split(cfg, ds)
+    assert "search.cv_folds: 11 folds" in str(info.value) and "only 10 rows" in str(info.value)
+
+
+def test_split_too_small_is_caught_before_splitting(tmp_path: Path) -> None:
+    frame = labelled_frame(9)
+    msg = config_problem(pipeline_cfg(tmp_path, frame, data={"val_size": 0.4, "test_size": 0.4}))
+    assert "too few" in msg and "data.val_size" in msg
+
+
+def test_check_preprocessing_accepts_defaults() -> None:
+    ds = load_dataset(DataConfig(dataset="iris"))
+    check_preprocessing(build_config({"data": {"dataset": "iris"}}), ds)
+
+
+# --------------------------------------------------------------------------- the cache key
+
+
+def test_cache_key_is_stable_and_follows_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "animals.csv"
+    labelled_frame().to_csv(p, index=False)
+    pre = PreprocessConfig()
+    key = preprocess_cache_key(csv_cfg(p), pre, 0)
+    assert len(key) == 64 and key == preprocess_cache_key(csv_cfg(p), PreprocessConfig(), 0)
+    frame = labelled_frame()
+    frame.loc[0, "f1"] += 1.0
+    frame.to_csv(p, index=False)
+    assert preprocess_cache_key(csv_cfg(p), pre, 0) != key
+
+
+def test_cache_key_follows_the_config(tmp_path: Path) -> None:
+    p = tmp_path / "animals.csv"
+    labelled_frame().to_csv(p, index=False)
+    base = preprocess_cache_key(csv_cfg(p), PreprocessConfig(), 0)
+    others = {
+        preprocess_cache_key(csv_cfg(p), PreprocessConfig(scaler="minmax"), 0),
+        preprocess_cache_key(csv_cfg(p), PreprocessConfig(pca_components=2), 0),
+        preprocess_cache_key(csv_cfg(p), PreprocessConfig(scaler={"choice": ["standard", "robust"]}), 0),
+        preprocess_cache_key(csv_cfg(p), PreprocessConfig(), 1),
+        preprocess_cache_key(csv_cfg(p, val_size=0.25), PreprocessConfig(), 0),
+        preprocess_cache_key(csv_cfg(p, categorical="onehot"), PreprocessConfig(), 0),
+    }
+    assert base not in others and len(others) == 6
+
+
+def test_cache_key_hashes_without_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("the cache key must not load the data")
+
+    p = tmp_path / "animals.csv"
+    labelled_frame().to_csv(p, index=False)
+    monkeypatch.setattr(pd, "read_csv", refuse)
+    monkeypatch.setattr(data_mod, "_builtin", refuse)
+    assert preprocess_cache_key(csv_cfg(p), PreprocessConfig(), 0)
+    digits = preprocess_cache_key(DataConfig(dataset="digits"), PreprocessConfig(), 0)
+    assert digits == preprocess_cache_key(DataConfig(dataset="digits"), PreprocessConfig(), 0)
+    assert digits != preprocess_cache_key(DataConfig(dataset="iris"), PreprocessConfig(), 0)
+
+
+def test_cache_key_of_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError):
+        preprocess_cache_key(csv_cfg(tmp_path / "gone.csv"), PreprocessConfig(), 0)
