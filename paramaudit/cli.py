@@ -101,7 +101,8 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def _public_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in summary.items() if k not in ("markdown", "capacity_rows")}
+    return {k: v for k, v in summary.items()
+            if k not in ("markdown", "capacity_rows", "importance_rows")}
 
 
 def preflight(args: argparse.Namespace) -> Any:

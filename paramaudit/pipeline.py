@@ -25,7 +25,12 @@ from paramaudit.data import Splits
 from paramaudit.data import preprocess as _preprocess
 from paramaudit.errors import OverfitGateError
 from paramaudit.overfit import Verdict, assess
-from paramaudit.runreport import capacity_markdown, markdown_summary, plot_learning_curves
+from paramaudit.runreport import (
+    capacity_markdown,
+    importance_markdown,
+    markdown_summary,
+    plot_learning_curves,
+)
 from paramaudit.tracking import Tracker, is_local_store, redact, scratch_dir
 from paramaudit.training import FinalModel, train_best
 from paramaudit.tuning import SearchOutcome, ray_session, run_search, trial_table
@@ -217,6 +222,28 @@ class AuditResult:
     verdict: Verdict
     layer_rows: list[dict[str, Any]]
     capacity_points: list[capacity.TrialPoint] = field(default_factory=list)
+    importance: pd.DataFrame | None = None
+    importance_note: str = ""
+
+
+def rank_importance(outcome: SearchOutcome, cfg: PipelineConfig,
+                    ) -> tuple[pd.DataFrame | None, str]:
+    """Which searched hyperparameters mattered to the search's score, or why that is unknown."""
+    from paramaudit import importance
+    from paramaudit.tuning import searched_space
+
+    names = [k for k, v in searched_space(cfg).items() if isinstance(v, dict)]
+    mode = "min" if outcome.metric == "val_loss" else "max"
+    rows = [{**{k: t.hyperparameters.get(k) for k in names}, "val_score": t.best(outcome.metric, mode)}
+            for t in outcome.trials if t.status == "TERMINATED"]
+    if not names:
+        return None, "no hyperparameter was searched"
+    try:
+        ranking = importance.rank_hyperparameters(
+            pd.DataFrame(rows), score="val_score", higher_is_better=mode == "max", seed=cfg.seed)
+    except ValueError as err:  # too few trials or nothing varied: say so in the report
+        return None, str(err)
+    return ranking, ""
 
 
 def audit(final: FinalModel, splits: Splits, outcome: SearchOutcome,
@@ -245,12 +272,17 @@ def audit(final: FinalModel, splits: Splits, outcome: SearchOutcome,
             hyperparameters=t.hyperparameters)
         for t in outcome.trials if t.params_trainable
     ]
+    ranking, note = rank_importance(outcome, cfg)
     say(f"[4/5] audit: {rep.total_params:,} learned parameters ({rep.trainable_params:,} "
         f"trainable) in {len(rep.layers)} layers, {rep.trainable_params / n_train:.1f} per "
         f"training sample; overfitting verdict: {verdict.verdict}")
     for reason in verdict.to_dict()["reasons"]:
         say(f"  - {reason}")
-    return AuditResult(rep, verdict, rows, points)
+    if ranking is not None:
+        top = ranking.iloc[0]
+        say(f"  the hyperparameter that mattered most: {top['hyperparameter']} "
+            f"(importance {top['importance']:.2f}, {top['method']})")
+    return AuditResult(rep, verdict, rows, points, ranking, note)
 
 
 def mlflow_ui_hint(tracker: Tracker, parent_id: str) -> tuple[str, str | None]:
@@ -321,6 +353,9 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
                 "skipped": skipped},
         mlflow_run_id=parent_id, mlflow_link=ui_url, audit_markdown=report.render(rep, "markdown"),
         capacity_markdown=capacity_markdown(cap_rows, onset),
+        importance_markdown=importance_markdown(
+            importance_rows(result.importance) if result.importance is not None else [],
+            result.importance_note),
     )
     with scratch_dir() as tmp:
         d = Path(tmp)
@@ -332,6 +367,21 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
         (d / "history.json").write_text(json.dumps(h.to_dict(), indent=2))
         plot_learning_curves(h, d / "learning_curves.png",
                              title=f"Final model on {splits.name}: learning curves")
+        if result.importance is not None:
+            from paramaudit import importance
+
+            result.importance.to_csv(d / "hyperparameter_importance.csv", index=False)
+            try:
+                trials_df = pd.DataFrame([
+                    {**{k: t.hyperparameters.get(k) for k in result.importance["hyperparameter"]},
+                     "val_score": t.best(outcome.metric, "min" if outcome.metric == "val_loss"
+                                         else "max")}
+                    for t in outcome.trials if t.status == "TERMINATED"])
+                importance.plot_importance(trials_df, result.importance,
+                                           d / "hyperparameter_importance.png", score="val_score")
+            except ValueError as err:
+                say(f"  importance plot skipped: {err}")
+            tracker.log_file(parent_id, d / "hyperparameter_importance.csv", "report")
         if result.capacity_points:
             capacity.plot_capacity(result.capacity_points, chosen, d / "capacity.png")
             pd.DataFrame(cap_rows).to_csv(d / "capacity.csv", index=False)
@@ -368,9 +418,18 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
         "mlflow_ui": {"command": ui_cmd, "url": ui_url},
         "markdown": md,
         # NaN is not JSON: a failed or skipped trial's losses travel as null
+        "importance_rows": (importance_rows(result.importance)
+                            if result.importance is not None else []),
         "capacity_rows": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                            for k, v in row.items()} for row in cap_rows],
     }
+
+
+def importance_rows(ranking: pd.DataFrame) -> list[dict[str, Any]]:
+    """The hyperparameter ranking as JSON-ready rows."""
+    from paramaudit import importance
+
+    return importance.importance_table(ranking)
 
 
 def log_audit(tracker: Tracker, run_id: str, rep: audit_lib.AuditReport) -> None:

@@ -57,6 +57,7 @@ def markdown_summary(
     mlflow_link: str | None,
     audit_markdown: str,
     capacity_markdown: str = "",
+    importance_markdown: str = "",
 ) -> str:
     """A markdown report of one pipeline run (Prefect artifact and MLflow artifact)."""
     icon = {"ok": "OK", "warn": "WARNING", "overfit": "OVERFIT"}.get(verdict["verdict"], "?")
@@ -82,6 +83,8 @@ def markdown_summary(
               "|---|---|---|"]
     for k, v in hyperparameters.items():
         lines.append(f"| {k} | {_fmt(v)} | {'yes' if k in sampled else 'fixed'} |")
+    if importance_markdown:
+        lines += ["", "## Which hyperparameters mattered", "", importance_markdown.strip()]
     if capacity_markdown:
         lines += ["", "## Capacity against generalisation (all trials)", "",
                   capacity_markdown.strip()]
@@ -102,4 +105,16 @@ def capacity_markdown(rows: Sequence[Mapping[str, Any]], onset: Mapping[str, Any
             f"| {r['trial_id']} | {int(r['params_trainable']):,} | {_fmt(r['train_loss'])} | "
             f"{_fmt(r['val_loss'])} | {_fmt(r['gap'])} | "
             f"{'yes' if r['on_pareto_front'] else ''} | {'**yes**' if r['chosen'] else ''} |")
+    return "\n".join(lines)
+
+
+def importance_markdown(rows: Sequence[Mapping[str, Any]], note: str = "") -> str:
+    """The ranking of hyperparameters by importance to the val score, as a markdown table."""
+    if not rows:
+        return f"Not ranked: {note}" if note else ""
+    lines = ["| rank | hyperparameter | importance | method |", "|---:|---|---:|---|"]
+    for r in rows:
+        rank = r.get("rank")
+        lines.append(f"| {rank if rank is not None else '-'} | {r['hyperparameter']} | "
+                     f"{float(r['importance']):.3f} | {r['method']} |")
     return "\n".join(lines)

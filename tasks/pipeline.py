@@ -61,6 +61,12 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
         markdown=summary["markdown"],
         description=f"Overfitting verdict: {result.verdict.verdict}. MLflow run {parent_id}.",
     )
+    if summary.get("importance_rows"):
+        create_table_artifact(
+            key="hyperparameter-importance",
+            table=summary["importance_rows"],
+            description="Which hyperparameters mattered to the val score across the trials.",
+        )
     if summary.get("capacity_rows"):
         create_table_artifact(
             key="capacity-vs-generalisation",
