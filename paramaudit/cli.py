@@ -108,7 +108,7 @@ def _public_summary(summary: dict[str, Any]) -> dict[str, Any]:
 def preflight(args: argparse.Namespace) -> Any:
     """Everything a user can get wrong, checked before any server or search starts."""
     from paramaudit.config import load_config
-    from paramaudit.data import load_dataset
+    from paramaudit.data import check_inputs
     from paramaudit.tracking import check_reachable, resolve_tracking_uri
 
     if args.target and not args.data and not args.config:
@@ -129,7 +129,7 @@ def preflight(args: argparse.Namespace) -> Any:
         parent = args.output_json.resolve().parent
         if parent.exists() and not os.access(parent, os.W_OK):
             raise UserInputError(f"--output-json: folder {str(parent)!r} is not writable")
-    load_dataset(cfg.effective().data)
+    check_inputs(cfg.effective())
     check_reachable(resolve_tracking_uri(cfg.tracking))
     return cfg
 

@@ -6,7 +6,6 @@ Tests call these directly; nothing here imports Prefect.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import json
 import math
@@ -21,8 +20,7 @@ import pandas as pd
 from paramaudit import audit as audit_lib
 from paramaudit import capacity, report
 from paramaudit.config import PipelineConfig
-from paramaudit.data import Splits
-from paramaudit.data import preprocess as _preprocess
+from paramaudit.data import Splits, prepare
 from paramaudit.errors import OverfitGateError
 from paramaudit.overfit import Verdict, assess
 from paramaudit.runreport import (
@@ -142,7 +140,11 @@ def settings_params(cfg: PipelineConfig, uri: str) -> dict[str, Any]:
         "setting.patience": cfg.train.patience,
         "setting.seed": cfg.seed,
         "setting.smoke": cfg.smoke,
-        "setting.scaler": cfg.preprocess.scaler,
+        "setting.scaler": json.dumps(cfg.preprocess.scaler),
+        "setting.pca_components": json.dumps(cfg.preprocess.pca_components),
+        "setting.augment": json.dumps(cfg.preprocess.augment),
+        "setting.categorical": cfg.data.categorical,
+        "setting.cv_folds": cfg.search.cv_folds,
         "setting.val_size": cfg.data.val_size,
         "setting.test_size": cfg.data.test_size,
         "setting.search_space": json.dumps(cfg.search.space),
@@ -152,11 +154,13 @@ def settings_params(cfg: PipelineConfig, uri: str) -> dict[str, Any]:
 
 def preprocess(cfg: PipelineConfig) -> Splits:
     """Step 1: load, validate, stratified split, scale on train only."""
-    splits = _preprocess(cfg.data, cfg.preprocess, cfg.seed)
+    splits = prepare(cfg)
     sizes = splits.sizes()
+    prep = splits.preprocessor.describe() if splits.preprocessor is not None else {}
+    how = ", ".join(f"{k} {v}" for k, v in prep.items() if v is not None and k != "n_out") or "-"
     say(f"[1/5] preprocess: {splits.name}: {sum(sizes.values())} rows, {splits.n_features} "
         f"features, {splits.n_classes} classes -> train {sizes['train']} / val {sizes['val']} / "
-        f"test {sizes['test']} ({cfg.preprocess.scaler} scaling fitted on train)")
+        f"test {sizes['test']} (fitted on train: {how})")
     return splits
 
 
@@ -181,16 +185,12 @@ def search(splits: Splits, cfg: PipelineConfig, tracker: Tracker, parent_id: str
 
 def reprocess(splits: Splits, pre: dict[str, Any], seed: int) -> Splits:
     """The splits under the chosen trial's preprocessing, refitted on the train split alone."""
-    scaler, pca = pre.get("scaler", "standard"), pre.get("pca_components")
-    if scaler == splits.scaler.kind and pca is None:
-        return splits
-    from paramaudit.data import fit_preprocessor
+    from paramaudit.data import refit_preprocessing
 
-    prep = fit_preprocessor(splits.raw_train, scaler, pca, seed)
-    shape = splits.input_shape if pca is None else (prep.n_out,)
-    return dataclasses.replace(
-        splits, x_train=prep.transform(splits.raw_train), x_val=prep.transform(splits.raw_val),
-        x_test=prep.transform(splits.raw_test), input_shape=shape)
+    scaler, pca = pre.get("scaler", "standard"), pre.get("pca_components")
+    if scaler == splits.scaler.kind and pca is None and splits.n_features == splits.raw_train.shape[1]:
+        return splits
+    return refit_preprocessing(splits, scaler, pca, seed)
 
 
 def train_final(splits: Splits, outcome: SearchOutcome, cfg: PipelineConfig) -> FinalModel:
@@ -204,6 +204,7 @@ def train_final(splits: Splits, outcome: SearchOutcome, cfg: PipelineConfig) -> 
                        patience=cfg.train.patience, seed=cfg.seed,
                        augment=bool(pre.get("augment", False)))
     final.example = splits.x_test[:5]
+    final.preprocessing = splits.preprocessor.describe() if splits.preprocessor else {}
     final.hyperparameters.update({"model": model_name} if isinstance(cfg.model, dict) else {})
     final.hyperparameters.update({k: v for k, v in outcome.best_hyperparameters.items()
                                   if k in ("scaler", "pca_components", "augment")})
@@ -224,6 +225,23 @@ class AuditResult:
     capacity_points: list[capacity.TrialPoint] = field(default_factory=list)
     importance: pd.DataFrame | None = None
     importance_note: str = ""
+    pca: dict[str, Any] | None = None
+
+
+def pca_effect(rep: audit_lib.AuditReport, preprocessing: dict[str, Any]) -> dict[str, Any] | None:
+    """How PCA changed the first layer's parameter count: fewer inputs, fewer weights."""
+    n_in, n_out = preprocessing.get("n_in"), preprocessing.get("n_out")
+    if not preprocessing.get("pca_components") or not n_in or n_in == n_out:
+        return None
+    first = next((r for r in rep.layers if "weight" in r.shapes and len(r.shapes["weight"]) == 2), None)
+    if first is None or first.shapes["weight"][1] != n_out:
+        return None
+    width = first.shapes["weight"][0]
+    without = first.params + width * (n_in - n_out)
+    return {"layer": first.name, "inputs_before": n_in, "inputs_after": n_out,
+            "params_with_pca": first.params, "params_without_pca": without,
+            "message": (f"PCA keeps {n_out} of {n_in} inputs: the first layer ({first.name}) learns "
+                        f"{first.params:,} parameters instead of {without:,}")}
 
 
 def rank_importance(outcome: SearchOutcome, cfg: PipelineConfig,
@@ -272,6 +290,9 @@ def audit(final: FinalModel, splits: Splits, outcome: SearchOutcome,
             hyperparameters=t.hyperparameters)
         for t in outcome.trials if t.params_trainable
     ]
+    pca_note = pca_effect(rep, final.preprocessing)
+    if pca_note:
+        say(f"  {pca_note['message']}")
     ranking, note = rank_importance(outcome, cfg)
     say(f"[4/5] audit: {rep.total_params:,} learned parameters ({rep.trainable_params:,} "
         f"trainable) in {len(rep.layers)} layers, {rep.trainable_params / n_train:.1f} per "
@@ -282,7 +303,7 @@ def audit(final: FinalModel, splits: Splits, outcome: SearchOutcome,
         top = ranking.iloc[0]
         say(f"  the hyperparameter that mattered most: {top['hyperparameter']} "
             f"(importance {top['importance']:.2f}, {top['method']})")
-    return AuditResult(rep, verdict, rows, points, ranking, note)
+    return AuditResult(rep, verdict, rows, points, ranking, note, pca_note)
 
 
 def mlflow_ui_hint(tracker: Tracker, parent_id: str) -> tuple[str, str | None]:
@@ -323,6 +344,10 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
         "trials_finished": finished, "trials_failed": failed, "trials_skipped": skipped,
         "search_seconds": outcome.seconds, "n_train": n_train,
     }
+    if result.pca:
+        metrics.update(first_layer_params=result.pca["params_with_pca"],
+                       first_layer_params_without_pca=result.pca["params_without_pca"])
+        tracker.set_tags(parent_id, {"pca_effect": result.pca["message"]})
     tracker.log_metrics(parent_id, metrics)
     for epoch in range(len(h.val_loss)):
         tracker.log_metrics(parent_id, {
@@ -344,10 +369,14 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     md = markdown_summary(
         title=f"paramaudit: {run_name(cfg)}",
         data={"data set": splits.name, **splits.sizes(), "features": splits.n_features,
-              "classes": splits.n_classes, "scaler": cfg.preprocess.scaler},
+              "classes": splits.n_classes,
+              **({"encoded categorical columns": splits.encoding.get("encoded_columns")}
+                 if getattr(splits, "encoding", None) else {}),
+              **(splits.preprocessor.describe() if splits.preprocessor is not None else {})},
         hyperparameters=hp, sampled=cfg.search.sampled(),
         test_metrics={"accuracy": final.test_accuracy, "loss": final.test_loss},
-        params={"params_total": rep.total_params, "params_trainable": rep.trainable_params},
+        params={"params_total": rep.total_params, "params_trainable": rep.trainable_params,
+                **({"pca": result.pca["message"]} if result.pca else {})},
         verdict=verdict_dict,
         trials={"total": len(outcome.trials), "finished": finished, "failed": failed,
                 "skipped": skipped},

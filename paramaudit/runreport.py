@@ -71,6 +71,8 @@ def markdown_summary(
                  f"test loss {test_metrics['loss']:.4f}")
     lines.append(f"- learned parameters: **{params['params_total']:,}** total, "
                  f"{params['params_trainable']:,} trainable")
+    if params.get("pca"):
+        lines.append(f"- {params['pca']}")
     lines.append(f"- trials: {trials.get('finished', 0)} finished of {trials.get('total', 0)}"
                  f" ({trials.get('failed', 0)} failed, {trials.get('skipped', 0)} skipped)")
     if mlflow_link:

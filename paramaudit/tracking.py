@@ -241,8 +241,12 @@ class Tracker:
         import torch
 
         reqs = [f"torch=={torch.__version__.split('+')[0]}"]
+        # created here so the model lands in this run's experiment: log_model alone would file
+        # it under the fluent API's active (default) experiment
+        logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id,
+                                                experiment_id=self.experiment_id)
         return mlflow.pytorch.log_model(
-            model, name="model", run_id=run_id, pip_requirements=reqs,
+            model, name="model", run_id=run_id, pip_requirements=reqs, model_id=logged.model_id,
             registered_model_name=registered_name, await_registration_for=0,
             # our own model object: pickle keeps any nn.Module loadable; pt2 needs tracing
             serialization_format="pickle", input_example=example,

@@ -246,6 +246,7 @@ class FinalModel:
     test_accuracy: float
     hyperparameters: dict[str, Any]
     example: Any = None  # a few preprocessed test rows: the logged model's input example
+    preprocessing: dict[str, Any] = field(default_factory=dict)
 
 
 def train_best(splits: Any, model_name: str, hp: Mapping[str, Any], *, max_epochs: int,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +12,21 @@ from prefect.cache_policies import NO_CACHE
 
 from paramaudit import pipeline as steps
 from paramaudit.config import PipelineConfig
-from paramaudit.data import Splits
+from paramaudit.data import Splits, preprocess_cache_key
 from paramaudit.tracking import Tracker
 from paramaudit.training import FinalModel
 from paramaudit.tuning import SearchOutcome
 
 
+def _preprocess_key(context: Any, parameters: dict[str, Any]) -> str:
+    """The data's content hash plus the preprocessing config: unchanged data skips the step."""
+    cfg = parameters["cfg"]
+    return "paramaudit-preprocess-" + preprocess_cache_key(cfg.data, cfg.preprocess, cfg.seed)
+
+
 # Bad input is not transient: no retries on the steps that read the user's data or config.
-@task(name="preprocess", cache_policy=NO_CACHE)
+@task(name="preprocess", cache_key_fn=_preprocess_key, persist_result=True,
+      cache_expiration=timedelta(days=7))
 def preprocess(cfg: PipelineConfig) -> Splits:
     """Load, validate, split (stratified) and scale on the train split only."""
     return steps.preprocess(cfg)

@@ -90,3 +90,29 @@ def test_audit_flow_logs_an_audit_run(harness, workdir: Path) -> None:
     assert run.data.params["setting.spec"] == "models:cnn"
     names = {a.path for a in client.list_artifacts(run.info.run_id, "audit")}
     assert "audit/parameter_audit.json" in names and "audit/parameters_per_layer.png" in names
+
+
+def test_preprocessing_is_cached_by_content_and_config(harness, workdir: Path) -> None:
+    """A rerun on unchanged data skips preprocessing; a changed file or config misses."""
+    from prefect import flow
+
+    from tasks.pipeline import preprocess
+
+    csv = workdir / "data.csv"
+    rows = "".join(f"{i % 7},{(i * 3) % 5},{i % 2}\n" for i in range(60))
+    csv.write_text("a,b,label\n" + rows)
+
+    @flow
+    def twice(cfg):
+        return preprocess(cfg, return_state=True)
+
+    cfg = build_config({"data": {"path": str(csv), "target": "label"}})
+    first, second = twice(cfg), twice(cfg)
+    assert first.name == "Completed"
+    assert second.name == "Cached"
+    csv.write_text("a,b,label\n" + rows + "1,1,0\n")
+    assert twice(cfg).name != "Cached"
+    other = build_config({"data": {"path": str(csv), "target": "label"},
+                          "preprocess": {"scaler": "minmax"}})
+    assert twice(other).name != "Cached"
+    assert twice(other).name == "Cached"
