@@ -47,12 +47,23 @@ bench: install
 clean:
 	rm -rf .paramaudit mlartifacts mlflow.db bench/results
 
-# Scheduled runs need a Prefect server: `prefect server start --host 127.0.0.1` and
-# PREFECT_API_URL=http://127.0.0.1:4200/api in the environment of both targets.
+# Scheduled runs (prefect.yaml): a Prefect server, then `make deploy` once and `make worker` on every
+# machine that runs flows. Both talk to the server named by PREFECT_API_URL (environment or the
+# active Prefect profile), e.g. after `prefect server start --host 127.0.0.1`:
+#   export PREFECT_API_URL=http://127.0.0.1:4200/api
+# The worker runs each flow in the checkout named by PARAMAUDIT_HOME (this folder), with this
+# venv first on PATH; its environment (MLFLOW_TRACKING_URI, RAY_ADDRESS) reaches every flow run.
+POOL ?= paramaudit-pool
+PREFECT_API_CHECK = @$(BIN)/prefect config view 2>/dev/null | grep -q '^PREFECT_API_URL=' || \
+	{ echo "make $@: PREFECT_API_URL is not set; start a server (prefect server start --host 127.0.0.1)" \
+	  "and export PREFECT_API_URL=http://127.0.0.1:4200/api" >&2; exit 2; }
+
 deploy: install
-	$(BIN)/prefect work-pool inspect paramaudit-pool >/dev/null 2>&1 || \
-	  $(BIN)/prefect work-pool create paramaudit-pool --type process
-	PARAMAUDIT_HOME=$(CURDIR) $(BIN)/prefect --no-prompt deploy --all
+	$(PREFECT_API_CHECK)
+	$(BIN)/prefect work-pool inspect $(POOL) >/dev/null 2>&1 || \
+	  $(BIN)/prefect work-pool create $(POOL) --type process
+	env -u PARAMAUDIT_HOME $(BIN)/prefect --no-prompt deploy --all
 
 worker: install
-	PARAMAUDIT_HOME=$(CURDIR) PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/prefect worker start --pool paramaudit-pool
+	$(PREFECT_API_CHECK)
+	PARAMAUDIT_HOME=$(CURDIR) PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/prefect worker start --pool $(POOL)

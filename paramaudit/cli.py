@@ -7,6 +7,7 @@ Exit codes: 0 done; 2 bad input or configuration (one line on stderr, no traceba
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -109,7 +110,7 @@ def preflight(args: argparse.Namespace) -> Any:
     """Everything a user can get wrong, checked before any server or search starts."""
     from paramaudit.config import load_config
     from paramaudit.data import check_inputs
-    from paramaudit.tracking import check_reachable, resolve_tracking_uri
+    from paramaudit.tracking import check_artifact_location, check_reachable, resolve_tracking_uri
 
     if args.target and not args.data and not args.config:
         raise UserInputError("--target goes with --data PATH")
@@ -131,6 +132,7 @@ def preflight(args: argparse.Namespace) -> Any:
             raise UserInputError(f"--output-json: folder {str(parent)!r} is not writable")
     check_inputs(cfg.effective())
     check_reachable(resolve_tracking_uri(cfg.tracking))
+    check_artifact_location(cfg.tracking)
     return cfg
 
 
@@ -217,6 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("paramaudit: interrupted", file=sys.stderr)
         code = EXIT_INTERRUPT
+    except OSError as err:
+        if args.debug:
+            traceback.print_exc()
+        if err.errno == errno.ENOSPC:
+            where = f" writing {err.filename}" if err.filename else ""
+            print(f"paramaudit: failed: no space left on the device{where}", file=sys.stderr)
+        else:
+            print(f"paramaudit: failed: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
+        code = EXIT_ERROR
     except Exception as err:  # the contract: one line, exit 1; --debug shows the traceback
         if args.debug:
             traceback.print_exc()

@@ -394,6 +394,12 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
             {"verdict": verdict.verdict, "reasons": verdict.details()}, indent=2))
         pd.DataFrame(trial_table(outcome.trials)).to_csv(d / "trials.csv", index=False)
         (d / "history.json").write_text(json.dumps(h.to_dict(), indent=2))
+        # the learned parameters alone, loadable without unpickling code (safetensors)
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().contiguous() for k, v in final.model.state_dict().items()},
+                  str(d / "weights.safetensors"))
+        tracker.log_file(parent_id, d / "weights.safetensors", "model_weights")
         plot_learning_curves(h, d / "learning_curves.png",
                              title=f"Final model on {splits.name}: learning curves")
         if result.importance is not None:

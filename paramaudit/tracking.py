@@ -85,6 +85,22 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     raise TrackingError(f"MLflow tracking URI {redact(uri)}: unsupported scheme {parts.scheme!r}")
 
 
+def check_artifact_location(cfg: TrackingConfig) -> None:
+    """A local artifact folder must be creatable and writable before the run starts."""
+    loc = _artifact_location(cfg, resolve_tracking_uri(cfg))
+    if loc is None or not loc.startswith("file://"):
+        return
+    folder = Path(urlsplit(loc).path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".paramaudit-probe-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise TrackingError(f"MLflow artifacts folder {str(folder)!r} is not writable: "
+                            f"{err.strerror or err}") from None
+
+
 def _artifact_location(cfg: TrackingConfig, uri: str) -> str | None:
     if cfg.artifact_location:
         loc = cfg.artifact_location

@@ -66,7 +66,11 @@ def ray_session(cfg: RayConfig) -> Iterator[dict[str, Any]]:
         yield {"address": "already-initialized", "started": False}
         return
     if address and address != "local":
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        host = address.removeprefix("ray://").rsplit(":", 1)[0]
+        # a cluster on this machine's loopback: the driver must claim the same loopback address,
+        # or Ray picks eth0 and cannot find a raylet there
+        extra = {"_node_ip_address": host} if host.startswith("127.") else {}
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, **extra)
         started = False
     else:
         saved_home = os.environ.get("HOME")
@@ -248,9 +252,15 @@ def trainable(config: dict[str, Any], data: dict[str, Any] | None = None,
     augment = config.get("augment", settings["preprocess"].get("augment", False))
     augment_shape = shape if augment and len(shape) == 3 else None
 
+    clock = {"last": time.perf_counter(), "train": 0.0}
+
     def report(epoch: int, metrics: dict[str, float]) -> None:
+        # seconds spent in training and evaluation, apart from Tune's own bookkeeping
+        now = time.perf_counter()
+        clock["train"] += now - clock["last"]
         tune.report({**metrics, "epoch": epoch + 1, "params_trainable": n_params, "skipped": 0,
-                     "node_id": node})
+                     "node_id": node, "train_seconds": clock["train"]})
+        clock["last"] = time.perf_counter()
 
     torch.manual_seed(settings["seed"])
     if len(pairs) == 1:
@@ -323,6 +333,7 @@ class TrialRecord:
     node_id: str | None = None
     fold_val_accuracy: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    train_seconds: float = 0.0
 
     def best(self, metric: str, mode: str) -> float:
         values = [v for v in self.history.get(metric, []) if math.isfinite(v)]
@@ -395,6 +406,14 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
         def __init__(self) -> None:
             self.records = records
 
+        def close_open(self, status: str, reason: str) -> None:
+            """End the runs of trials still running (the search was interrupted)."""
+            for rec in records.values():
+                if rec.status == "RUNNING" and rec.run_id is not None:
+                    rec.status = status
+                    tracker.set_tags(rec.run_id, {"trial_status": status, "error": reason})
+                    tracker.end_run(rec.run_id, status)
+
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             started[trial.trial_id] = time.monotonic()
             old = records.get(trial.trial_id)
@@ -433,6 +452,7 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
                 return
             for m in METRICS:
                 rec.history[m].append(float(result[m]))
+            rec.train_seconds = float(result.get("train_seconds", rec.train_seconds))
             rec.fold_val_accuracy = [float(v) for k, v in sorted(result.items())
                                      if k.startswith("fold") and k.endswith("_val_accuracy")]
 
@@ -602,7 +622,18 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
             ),
             run_config=run_config,
         )
-    tuner.fit()
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        logger.close_open("KILLED", "interrupted")
+        raise
+    except BaseException as err:
+        logger.close_open("FAILED", f"search failed: {type(err).__name__}: {err}"[:1000])
+        raise
+    # Tune stops its own trials on Ctrl-C and returns: that is still an interruption
+    if any(r.status == "RUNNING" for r in logger.records.values()):
+        logger.close_open("KILLED", "interrupted")
+        raise KeyboardInterrupt("the search was interrupted")
     records = sorted(logger.records.values(), key=lambda r: r.number)
     usable = [r for r in records if r.status == "TERMINATED" and r.history["val_loss"]]
     if not usable:

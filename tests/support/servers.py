@@ -1,13 +1,14 @@
-"""Real servers for the operations tests: `prefect server`, `prefect worker`, `mlflow server`.
+"""Real servers for the operations tests: `prefect server`, a Prefect worker, `mlflow server`.
 
-Every server binds to 127.0.0.1 on a free port, runs in its own process group (so its children go
-with it), logs to a file, and is stopped by PID: SIGTERM to the group, a second SIGTERM for
-processes that turn the first one into a graceful shutdown (Prefect's worker), then SIGKILL.
+Every server binds to 127.0.0.1 on a free port, runs in its own process group and logs to a file.
+It is stopped by PID: SIGTERM to its process group, a second SIGTERM for a process that turns the
+first one into a graceful shutdown (Prefect's worker), then SIGKILL for whatever is left of the
+group and of every process it had started (a worker's flow runs and their Ray processes).
 
 Nothing here leaves loopback. Telemetry is off in every environment, the suite's network guard
 (tests/support/netguard) is inherited by every Python process started, and the Prefect server
-gets a dead loopback proxy for its only outbound request (the integrations registry a work-pool
-creation asks for; it then falls back to its bundled copy).
+gets a dead loopback proxy for its one outbound request (the integrations registry that creating
+a work pool asks for; the server then falls back to its bundled copy).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 NETGUARD = ROOT / "tests" / "support" / "netguard"
-# A closed port on loopback: an HTTP(S) request sent through it fails at once, locally.
+# A closed port on loopback: a request sent through this "proxy" fails at once, locally.
 DEAD_PROXY = "http://127.0.0.1:9"
 
 QUIET = {
@@ -51,16 +52,15 @@ def free_port() -> int:
 
 
 def base_env(guard_dir: Path | None = None, **extra: str) -> dict[str, str]:
-    """This process's environment without Prefect/MLflow/proxy settings, telemetry off.
+    """This process's environment without Prefect/MLflow/Ray/proxy settings, telemetry off.
 
     With guard_dir, the network guard refuses and logs any non-loopback attempt of every Python
     process that inherits the environment.
     """
-    drop = ("PREFECT_", "MLFLOW_", "RAY_ADDRESS", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-            "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    drop = ("PREFECT_", "MLFLOW_", "RAY_ADDRESS", "PARAMAUDIT_HOME", "HTTP_PROXY", "HTTPS_PROXY",
+            "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(QUIET)
-    # the venv's tools first: a worker's flow-run process and `prefect` find the repo's python
     env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
     if guard_dir is not None:
         guard_dir.mkdir(parents=True, exist_ok=True)
@@ -86,9 +86,57 @@ def tail(path: Path, chars: int = 3000) -> str:
         return ""
 
 
+# -- processes -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    pgrp: int
+    state: str
+    start: int  # clock ticks since boot: tells a process from a later one with the same PID
+
+
+def processes() -> dict[int, Proc]:
+    """Every process on the machine, from /proc."""
+    out: dict[int, Proc] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2:].split()  # after "pid (comm) "
+        out[int(entry)] = Proc(int(entry), int(fields[1]), int(fields[2]), fields[0],
+                               int(fields[19]))
+    return out
+
+
+def family(pid: int) -> list[Proc]:
+    """pid, everything it started (recursively), and everything in its process group."""
+    procs = processes()
+    found = {p.pid for p in procs.values() if p.pgrp == pid} | {pid}
+    grew = True
+    while grew:
+        kids = {p.pid for p in procs.values() if p.ppid in found} - found
+        grew, found = bool(kids), found | kids
+    return [procs[p] for p in found if p in procs]
+
+
+def _alive(members: list[Proc]) -> list[Proc]:
+    now = processes()
+    return [m for m in members
+            if m.pid in now and now[m.pid].start == m.start and now[m.pid].state not in "ZX"]
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
 @dataclass
 class Service:
-    """A process we started: its command, log, URL and how to stop it."""
+    """A process we started: its log, URL and how to stop it."""
 
     name: str
     proc: subprocess.Popen[bytes]
@@ -107,35 +155,34 @@ class Service:
     def describe(self) -> str:
         return f"{self.name} (pid {self.pid}, log {self.log}):\n{tail(self.log)}"
 
-    def stop(self, grace: float = 15.0) -> int | None:
-        """SIGTERM the process group (again if asked), then SIGKILL what is left of it."""
+    def stop(self, grace: float = 30.0) -> list[int]:
+        """SIGTERM the group (twice if asked), then SIGKILL the rest; the PIDs that needed it."""
         if self.stopped:
-            return self.proc.returncode
+            return []
         self.stopped = True
-        pgid = self.pid  # started with start_new_session=True: group id == pid
+        members = family(self.pid)
         for _ in range(self.graceful_signals):
-            if self.proc.poll() is not None:
+            if not _alive(members):
                 break
-            _signal_group(pgid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=grace / self.graceful_signals)
-        if self.proc.poll() is None:
-            _signal_group(pgid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=10)
-        # children that outlived their parent (uvicorn, gunicorn, flow-run processes)
-        _signal_group(pgid, signal.SIGKILL)
-        return self.proc.returncode
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
+            _signal_group(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace / self.graceful_signals
+            while _alive(members) and time.monotonic() < deadline:
+                self.proc.poll()
+                members += [m for m in family(self.pid) if m not in members]
+                time.sleep(0.2)
+        killed = _alive(members)
+        _signal_group(self.pid, signal.SIGKILL)
+        for m in killed:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(m.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        return [m.pid for m in killed]
 
 
 def spawn(name: str, cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None,
           url: str = "", graceful_signals: int = 1) -> Service:
-    """Start cmd in its own process group with output to log."""
+    """Start cmd in its own process group (and session) with its output in log."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
@@ -144,7 +191,7 @@ def spawn(name: str, cmd: list[str], env: dict[str, str], log: Path, cwd: Path |
 
 
 def wait_until(check: Callable[[], bool], service: Service, timeout: float, what: str) -> None:
-    """Poll check() until true; fail early with the log when the process dies."""
+    """Poll check() until true; fail early, with the log, when the process dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not service.alive():
@@ -157,95 +204,10 @@ def wait_until(check: Callable[[], bool], service: Service, timeout: float, what
     raise TimeoutError(f"{service.name}: no {what} after {timeout:.0f} s: {service.describe()}")
 
 
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    """True when GET url answers 2xx (no proxy: the URL is on loopback)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as resp:  # noqa: S310 - loopback test URL
-            return 200 <= resp.status < 300
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) -> Any:
-    """A JSON request to a loopback API."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(req, timeout=timeout) as resp:  # noqa: S310 - loopback test URL
-        return json.loads(resp.read() or b"null")
-
-
-# -- Prefect ---------------------------------------------------------------------------------------
-def prefect_env(api_url: str, home: Path, guard_dir: Path | None = None, **extra: str) -> dict[str, str]:
-    """Environment of a Prefect client, CLI or worker talking to the server at api_url."""
-    return base_env(guard_dir, PREFECT_API_URL=api_url, PREFECT_HOME=str(home),
-                    PREFECT_SERVER_ANALYTICS_ENABLED="false", **extra)
-
-
-def start_prefect_server(home: Path, log: Path, guard_dir: Path | None = None) -> Service:
-    """`prefect server start` on a free 127.0.0.1 port with a fresh database under home."""
-    port = free_port()
-    env = base_env(
-        guard_dir, PREFECT_HOME=str(home), PREFECT_SERVER_API_HOST="127.0.0.1",
-        PREFECT_SERVER_API_PORT=str(port), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
-        # the server asks GitHub for the integrations registry when a work pool is created;
-        # a dead loopback proxy makes that fail at once, locally (it falls back to its copy)
-        HTTPS_PROXY=DEAD_PROXY, HTTP_PROXY=DEAD_PROXY, NO_PROXY="127.0.0.1,localhost",
-    )
-    return spawn("prefect server",
-                 [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                  "--port", str(port)],
-                 env, log, url=f"http://127.0.0.1:{port}")
-
-
-def wait_prefect_server(server: Service, timeout: float = 90) -> None:
-    wait_until(lambda: http_ok(f"{server.url}/api/health"), server, timeout, "healthy API")
-
-
-def start_worker(pool: str, env: dict[str, str], log: Path, cwd: Path, name: str) -> Service:
-    """`prefect worker start --pool pool`; the worker needs two signals to stop."""
-    return spawn("prefect worker",
-                 [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--name", name,
-                  "--type", "process"],
-                 env, log, cwd=cwd, graceful_signals=2)
-
-
-def wait_worker(worker: Service, api_url: str, pool: str, name: str, timeout: float = 60) -> None:
-    """Until the worker has sent its first heartbeat for the pool."""
-    def online() -> bool:
-        workers = http_json("POST", f"{api_url}/work_pools/{pool}/workers/filter", {})
-        return any(w.get("name") == name for w in workers)
-
-    wait_until(online, worker, timeout, f"heartbeat in work pool {pool!r}")
-
-
-# -- MLflow ----------------------------------------------------------------------------------------
-def start_mlflow_server(root: Path, log: Path, guard_dir: Path | None = None) -> Service:
-    """`mlflow server`: sqlite backend, proxied artifacts under root, no job workers."""
-    port = free_port()
-    root.mkdir(parents=True, exist_ok=True)
-    env = base_env(guard_dir, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    return spawn("mlflow server",
-                 [str(BIN / "mlflow"), "server",
-                  "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                  "--artifacts-destination", str(root / "artifacts"),
-                  "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                 env, log, cwd=root, url=f"http://127.0.0.1:{port}")
-
-
-def wait_mlflow_server(server: Service, timeout: float = 90) -> None:
-    wait_until(lambda: http_ok(f"{server.url}/health"), server, timeout, "healthy /health")
-
-
-# -- commands --------------------------------------------------------------------------------------
 def run_checked(cmd: list[str], env: dict[str, str], cwd: Path, log: Path,
-                timeout: float = 120) -> str:
-    """Run a command to completion (own process group, killed on timeout); its output."""
-    service = spawn(" ".join(Path(c).name if i == 0 else c for i, c in enumerate(cmd[:4])),
-                    cmd, env, log, cwd=cwd)
+                timeout: float = 180) -> str:
+    """Run a command to completion in its own process group; its output (raises on failure)."""
+    service = spawn(Path(cmd[0]).name + " " + " ".join(cmd[1:4]), cmd, env, log, cwd=cwd)
     try:
         code = service.proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -260,11 +222,106 @@ def run_checked(cmd: list[str], env: dict[str, str], cwd: Path, log: Path,
 
 
 @contextlib.contextmanager
-def stopping(*services: Service) -> Iterator[None]:
-    """Stop services (in the order given) however the block ends."""
+def stopping(*services: Service | None) -> Iterator[None]:
+    """Stop the services, in the order given, however the block ends."""
     try:
         yield
     finally:
         for service in services:
-            with contextlib.suppress(Exception):
-                service.stop()
+            if service is not None:
+                with contextlib.suppress(Exception):
+                    service.stop()
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True when GET url answers 2xx."""
+    try:
+        with _opener().open(url, timeout=timeout) as resp:  # noqa: S310 - loopback test URL
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) -> Any:
+    """A JSON request to a loopback API."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with _opener().open(req, timeout=timeout) as resp:  # noqa: S310 - loopback test URL
+        return json.loads(resp.read() or b"null")
+
+
+# -- Prefect ---------------------------------------------------------------------------------------
+def prefect_env(api_url: str, home: Path, guard_dir: Path | None = None, **extra: str) -> dict[str, str]:
+    """Environment of a Prefect CLI, client or worker that talks to the server at api_url."""
+    return base_env(guard_dir, PREFECT_API_URL=api_url, PREFECT_HOME=str(home), **extra)
+
+
+def start_prefect_server(home: Path, log: Path, guard_dir: Path | None = None,
+                         scheduler: bool = False) -> Service:
+    """`prefect server start` on a free 127.0.0.1 port, with a fresh database under home.
+
+    The scheduler service is off unless asked for: deployments keep their schedules, but no
+    scheduled run can start behind a test's back (a test that runs across 02:00 UTC would
+    otherwise start the full nightly pipeline).
+    """
+    port = free_port()
+    env = base_env(
+        guard_dir, PREFECT_HOME=str(home), PREFECT_SERVER_API_HOST="127.0.0.1",
+        PREFECT_SERVER_API_PORT=str(port), PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+        PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED=str(scheduler).lower(),
+        HTTPS_PROXY=DEAD_PROXY, HTTP_PROXY=DEAD_PROXY, NO_PROXY="127.0.0.1,localhost",
+    )
+    return spawn("prefect server",
+                 [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                  "--port", str(port)],
+                 env, log, url=f"http://127.0.0.1:{port}")
+
+
+def wait_prefect_server(server: Service, timeout: float = 120) -> None:
+    wait_until(lambda: http_ok(f"{server.url}/api/health"), server, timeout, "healthy API")
+
+
+def start_make_worker(env: dict[str, str], log: Path) -> Service:
+    """`make worker` (the README's command) in the repo: a process worker for paramaudit-pool.
+
+    `-o install` skips the venv check: the tests already run in the installed venv.
+    """
+    return spawn("make worker", ["make", "--no-print-directory", "-o", "install", "worker"],
+                 env, log, cwd=ROOT, graceful_signals=2)
+
+
+def wait_worker(worker: Service, api_url: str, pool: str, timeout: float = 90) -> str:
+    """Until a worker has sent its first heartbeat for the pool; its name."""
+    names: list[str] = []
+
+    def online() -> bool:
+        names[:] = [w["name"] for w in http_json(
+            "POST", f"{api_url}/work_pools/{pool}/workers/filter", {})
+            if w.get("status") == "ONLINE"]
+        return bool(names)
+
+    wait_until(online, worker, timeout, f"heartbeat in work pool {pool!r}")
+    return names[0]
+
+
+# -- MLflow ----------------------------------------------------------------------------------------
+def start_mlflow_server(root: Path, log: Path, guard_dir: Path | None = None) -> Service:
+    """`mlflow server`: sqlite backend, artifacts proxied into root/artifacts, no job workers."""
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    env = base_env(guard_dir, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    return spawn("mlflow server",
+                 [str(BIN / "mlflow"), "server",
+                  "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                  "--artifacts-destination", str(root / "artifacts"),
+                  "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                 env, log, cwd=root, url=f"http://127.0.0.1:{port}")
+
+
+def wait_mlflow_server(server: Service, timeout: float = 120) -> None:
+    wait_until(lambda: http_ok(f"{server.url}/health"), server, timeout, "healthy /health")

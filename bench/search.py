@@ -1,0 +1,212 @@
+"""Benchmark the search against what a user writes without this tool, in one script.
+
+Three measurements, each a ratio or a split measured in this one process:
+
+1. Search speed: on synthetic data where training dominates (50,000 x 64, 4 classes), the
+   pipeline's search (Ray Tune, ASHA, 2 trials in parallel, one torch thread each) against a
+   plain PyTorch loop that trains the SAME configurations one after another for the full epoch
+   budget. Targets: best val accuracy within 0.5 points of the baseline's, in <= 0.5x its wall.
+2. Per-trial overhead: CPU-slot seconds of the search not spent in training or evaluation,
+   per trial (target <= 0.5 s), from the search above and from a run of tiny 1-epoch trials.
+3. Fixed cost of a smoke run (1 trial, 1 epoch, tiny data) as a whole `paramaudit run` process,
+   with where it goes (target <= 20 s).
+
+    .venv/bin/python bench/search.py [--rows 50000] [--trials 32] [--epochs 8] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def synthetic(rows: int, features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A classification problem big enough that training, not overhead, dominates."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=rows, n_features=features, n_informative=features // 2,
+                               n_redundant=features // 8, n_classes=4, n_clusters_per_class=2,
+                               class_sep=1.0, random_state=seed)
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def pipeline_search(csv: Path, trials: int, epochs: int, store: Path, space: dict) -> dict:
+    """The pipeline's own search step (Ray Tune + ASHA + MLflow child runs), timed."""
+    from paramaudit.config import build_config
+    from paramaudit.pipeline import preprocess
+    from paramaudit.tracking import Tracker
+    from paramaudit.tuning import ray_session, run_search
+
+    cfg = build_config({
+        "experiment": "bench", "data": {"path": str(csv), "target": "label"},
+        "search": {"trials": trials, "scheduler": "asha", "grace_period": 1,
+                   "reduction_factor": 3, "max_concurrent": 2, "space": space},
+        "train": {"max_epochs": epochs, "patience": epochs},
+        "tracking": {"tracking_uri": f"sqlite:///{store / 'mlflow.db'}",
+                     "artifact_location": str(store / "art")},
+    })
+    splits = preprocess(cfg)
+    tracker = Tracker(cfg.tracking, cfg.experiment)
+    with tracker.parent_run("bench", {}) as parent:
+        t0 = time.monotonic()
+        with ray_session(cfg.ray):
+            ray_start = time.monotonic() - t0
+            outcome = run_search(splits, cfg, tracker, parent, store / "tune", say=lambda _m: None)
+        wall = time.monotonic() - t0
+    done = [t for t in outcome.trials if t.history["val_loss"]]
+    return {
+        "splits": splits, "outcome": outcome, "wall": wall, "ray_start": ray_start,
+        "search_wall": outcome.seconds,
+        "best_val_accuracy": max(t.best("val_accuracy", "max") for t in done),
+        "train_seconds": sum(t.train_seconds for t in done),
+        "epochs_run": sum(len(t.history["val_loss"]) for t in done),
+        "configs": [t.hyperparameters for t in outcome.trials],
+    }
+
+
+def baseline(splits: object, configs: list[dict], epochs: int) -> dict:
+    """A plain script: each configuration trained in turn for the full epoch budget."""
+    import torch
+    from torch import nn
+
+    from models import build_model
+    from paramaudit.config import resolve_hyperparameters
+    from paramaudit.training import make_optimizer
+
+    x_tr, y_tr = torch.from_numpy(splits.x_train), torch.from_numpy(splits.y_train)
+    x_va, y_va = torch.from_numpy(splits.x_val), torch.from_numpy(splits.y_val)
+    best, start = 0.0, time.monotonic()
+    for config in configs:
+        hp = resolve_hyperparameters(config, "mlp")
+        torch.manual_seed(0)
+        model = build_model("mlp", tuple(splits.input_shape), splits.n_classes, **hp)
+        opt = make_optimizer(model.parameters(), hp)
+        bs = int(hp["batch_size"])
+        for _ in range(epochs):
+            model.train()
+            order = torch.randperm(len(y_tr))
+            for i in range(0, len(order), bs):
+                idx = order[i:i + bs]
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x_tr[idx]), y_tr[idx]).backward()
+                opt.step()
+            model.eval()
+            with torch.no_grad():
+                acc = float((model(x_va).argmax(1) == y_va).float().mean())
+            if math.isfinite(acc):
+                best = max(best, acc)
+    return {"wall": time.monotonic() - start, "best_val_accuracy": best}
+
+
+def overhead_per_trial(run: dict, slots: int = 2) -> float:
+    """Slot-seconds of the search not spent training or evaluating, per trial."""
+    trials = len(run["outcome"].trials)
+    return (run["search_wall"] * slots - run["train_seconds"]) / trials
+
+
+def smoke_process() -> dict:
+    """A whole `paramaudit run --smoke` process on tiny data: wall and where it goes."""
+    with tempfile.TemporaryDirectory(prefix="paramaudit-bench-smoke-") as tmp:
+        env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db",
+                   PREFECT_HOME=str(Path(tmp) / "prefect"))
+        cfg = Path(tmp, "smoke.yaml")
+        cfg.write_text("smoke: true\ndata: {dataset: iris}\nsearch: {trials: 1}\n"
+                       "train: {max_epochs: 1}\n")
+        cmd = [sys.executable, "-m", "paramaudit.cli", "run", "--config", str(cfg),
+               "--output-json", f"{tmp}/out.json"]
+        walls, timings = [], []
+        for _ in range(2):  # the first run creates Prefect's database; the second is typical
+            t0 = time.monotonic()
+            proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True)
+            walls.append(time.monotonic() - t0)
+            if proc.returncode != 0:
+                sys.exit(f"bench: smoke run failed: {proc.stderr[-2000:]}")
+            timings.append(json.loads(Path(tmp, "out.json").read_text())["timings"])
+    return {"walls": walls, "timings": timings[-1]}
+
+
+def main() -> None:
+    """Run all three and print the tables."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=50_000)
+    ap.add_argument("--features", type=int, default=64)
+    ap.add_argument("--trials", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--quick", action="store_true", help="small sizes, to check the script")
+    args = ap.parse_args()
+    if args.quick:
+        args.rows, args.trials, args.epochs = 4000, 6, 3
+    space = {"learning_rate": {"loguniform": [1e-4, 3e-2]}, "batch_size": {"choice": [64, 128]},
+             "num_layers": {"choice": [1, 2, 3]}, "hidden_size": {"choice": [64, 128, 256]},
+             "optimizer": {"choice": ["adam", "sgd", "rmsprop"]}}
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="paramaudit-bench-") as tmp:
+        store = Path(tmp)
+        x, y = synthetic(args.rows, args.features)
+        csv = store / "synthetic.csv"
+        header = ",".join([f"f{i}" for i in range(x.shape[1])] + ["label"])
+        np.savetxt(csv, np.column_stack([x, y]), delimiter=",", header=header, comments="",
+                   fmt=["%.5f"] * x.shape[1] + ["%d"])
+        run = pipeline_search(csv, args.trials, args.epochs, store, space)
+        base = baseline(run["splits"], run["configs"], args.epochs)
+        tiny_csv = store / "tiny.csv"
+        np.savetxt(tiny_csv, np.column_stack([x[:600, :8], y[:600]]), delimiter=",",
+                   header=",".join([f"f{i}" for i in range(8)] + ["label"]), comments="",
+                   fmt=["%.5f"] * 8 + ["%d"])
+        tiny = pipeline_search(tiny_csv, 16, 1, store / "tiny", {
+            "learning_rate": {"loguniform": [1e-3, 1e-2]}, "hidden_size": 16})
+    smoke = smoke_process()
+
+    ratio = run["search_wall"] / base["wall"]
+    gap_pts = 100 * (base["best_val_accuracy"] - run["best_val_accuracy"])
+    print(f"\nsearch benchmark: {args.rows:,} x {args.features} synthetic, {args.trials} trials, "
+          f"{args.epochs} epochs budget, {os.cpu_count()} CPUs\n")
+    print(f"{'':<44}{'baseline':>12}{'pipeline':>12}")
+    print(f"{'wall seconds (search only)':<44}{base['wall']:>12.1f}{run['search_wall']:>12.1f}")
+    print(f"{'epochs trained':<44}{args.trials * args.epochs:>12}{run['epochs_run']:>12}")
+    print(f"{'best val accuracy':<44}{base['best_val_accuracy']:>12.4f}"
+          f"{run['best_val_accuracy']:>12.4f}\n")
+    oh_big, oh_tiny = overhead_per_trial(run), overhead_per_trial(tiny)
+    t = smoke["timings"]
+    rows = [
+        ("pipeline wall / baseline wall", f"{ratio:.2f}x", "<= 0.50x", ratio <= 0.5),
+        ("best val accuracy behind baseline", f"{gap_pts:.2f} pts", "<= 0.50 pts", gap_pts <= 0.5),
+        ("overhead per trial (search above)", f"{oh_big:.2f} s", "<= 0.50 s", oh_big <= 0.5),
+        ("overhead per trial (16 tiny 1-epoch trials)", f"{oh_tiny:.2f} s", "<= 0.50 s",
+         oh_tiny <= 0.5),
+        ("smoke run, whole process (2nd run)", f"{smoke['walls'][-1]:.1f} s", "<= 20 s",
+         smoke["walls"][-1] <= 20),
+    ]
+    print(f"{'target':<44}{'measured':>12}{'goal':>14}  verdict")
+    for name, got, goal, ok in rows:
+        print(f"{name:<44}{got:>12}{goal:>14}  {'PASS' if ok else 'FAIL'}")
+    print(f"\nsmoke run split (s): first run {smoke['walls'][0]:.1f} (creates Prefect's database); "
+          "second run:")
+    for key in ("imports_and_checks", "prefect_start", "preprocess", "ray_start", "tune",
+                "train", "audit", "publish", "total"):
+        if key in t:
+            print(f"  {key:<24}{t[key]:>8.2f}")
+    print(f"  {'Ray start (in-process search above)':<24}{run['ray_start']:>8.2f}")
+    results.update(ratio=ratio, gap_pts=gap_pts, overhead_s=oh_big, overhead_tiny_s=oh_tiny,
+                   baseline=base, pipeline={k: run[k] for k in ("search_wall", "best_val_accuracy",
+                                                                "train_seconds", "epochs_run")},
+                   smoke=smoke)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "search.json").write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
