@@ -190,11 +190,12 @@ class Tracker:
             self.set_tags(run_id, tags)
         try:
             yield run_id
-        except KeyboardInterrupt:
-            self._fail(run_id, "KILLED", "interrupted")
+        except Exception as err:
+            self._fail(run_id, "FAILED", f"{type(err).__name__}: {err}")
             raise
         except BaseException as err:
-            self._fail(run_id, "FAILED", f"{type(err).__name__}: {err}")
+            # not an Exception: Ctrl-C, SIGTERM (as the CLI or Prefect raises it), an exit
+            self._fail(run_id, "KILLED", f"interrupted ({type(err).__name__})")
             raise
         else:
             self.end_run(run_id, "FINISHED")

@@ -1,9 +1,12 @@
 """Ray Tune search: the trainable, the search space, algorithms, schedulers, and Ray itself.
 
-The local Ray instance stays on loopback (127.0.0.2, which Ray does not rewrite to eth0), has no
-dashboard or job API, and never probes cloud metadata addresses: Ray's dashboard head skips that
-probe only when ``~/ray_bootstrap_config.yaml`` exists, so Ray is started with HOME pointing at a
-folder this project owns that holds an empty one (FACTS.md).
+The local Ray instance stays on loopback, has no dashboard or job API (ShadowRay,
+CVE-2023-48022), and never probes cloud metadata addresses:
+- Ray's gRPC servers (GCS, raylet, workers, agents) listen on every interface unless the node IP
+  is exactly 127.0.0.1, and ``ray.init`` rewrites 127.0.0.1 to the machine's eth0 address; the
+  local start keeps 127.0.0.1 by holding back that rewrite for the duration of ``ray.init``.
+- Ray's dashboard head skips its metadata probe only when ``~/ray_bootstrap_config.yaml``
+  exists, so Ray starts with HOME pointing at a folder this project owns that holds an empty one.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -24,7 +29,8 @@ import numpy as np
 from paramaudit.config import PipelineConfig, RayConfig, SearchConfig, resolve_hyperparameters
 from paramaudit.overfit import Curves, assess, divergence
 
-LOOPBACK_NODE_IP = "127.0.0.2"
+LOCAL_NODE_IP = "127.0.0.1"
+LOOPBACK_NODE_IP = "127.0.0.2"  # for clusters started by hand on this machine (ray start)
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
@@ -62,6 +68,8 @@ def ray_session(cfg: RayConfig) -> Iterator[dict[str, Any]]:
 
     os.environ.update(ray_environment())
     address = cfg.address or os.environ.get("RAY_ADDRESS")
+    in_main = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.getsignal(signal.SIGTERM) if in_main else None
     if ray.is_initialized():
         yield {"address": "already-initialized", "started": False}
         return
@@ -73,32 +81,45 @@ def ray_session(cfg: RayConfig) -> Iterator[dict[str, Any]]:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, **extra)
         started = False
     else:
+        from ray._private import services
+
         saved_home = os.environ.get("HOME")
         os.environ["HOME"] = str(ray_home())
         # a stale RAY_ADDRESS or cluster file must not hijack the embedded instance
         os.environ.pop("RAY_ADDRESS", None)
+        rewrite = services.resolve_ip_for_localhost
+        services.resolve_ip_for_localhost = (
+            lambda host: host if host == LOCAL_NODE_IP else rewrite(host))
         try:
             ray.init(
                 address="local",
                 num_cpus=cfg.num_cpus or os.cpu_count() or 1,
                 object_store_memory=cfg.object_store_memory or 200 * 1024 * 1024,
                 include_dashboard=False,
-                _node_ip_address=LOOPBACK_NODE_IP,
+                _node_ip_address=LOCAL_NODE_IP,
                 logging_level=logging.WARNING,
                 log_to_driver=False,
             )
         finally:
+            services.resolve_ip_for_localhost = rewrite
             if saved_home is None:
                 os.environ.pop("HOME", None)
             else:
                 os.environ["HOME"] = saved_home
         started = True
+    if in_main:
+        # ray.init turns SIGTERM into sys.exit, which can land inside Ray's C code and crash.
+        # While Ray is up, SIGTERM becomes SIGINT instead: Tune stops its trials gracefully and
+        # the search ends as interrupted (its runs KILLED), then Ray is shut down here.
+        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
         yield {"address": address or "local", "started": started,
                "cpus": int(ray.cluster_resources().get("CPU", 1))}
     finally:
         if started:
             ray.shutdown()
+        if in_main and previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 # -- the search space ---------------------------------------------------------------------------
@@ -624,11 +645,12 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
         )
     try:
         tuner.fit()
-    except KeyboardInterrupt:
-        logger.close_open("KILLED", "interrupted")
-        raise
-    except BaseException as err:
+    except Exception as err:
         logger.close_open("FAILED", f"search failed: {type(err).__name__}: {err}"[:1000])
+        raise
+    except BaseException:
+        # not an Exception: Ctrl-C, SIGTERM (as the CLI or Prefect raises it), an exit
+        logger.close_open("KILLED", "interrupted")
         raise
     # Tune stops its own trials on Ctrl-C and returns: that is still an interruption
     if any(r.status == "RUNNING" for r in logger.records.values()):

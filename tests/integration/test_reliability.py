@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -141,11 +142,11 @@ def _listeners() -> set[tuple[str, int]]:
             if fields[3] != "0A":  # LISTEN
                 continue
             addr, port = fields[1].split(":")
-            if width == 8:
-                ip = ".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0))
-            else:
-                ip = "::" if set(addr) == {"0"} else addr
-            found.add((ip, int(port, 16)))
+            # the kernel prints each 32-bit word of the address in host (little-endian) order
+            raw = b"".join(bytes.fromhex(addr[i:i + 8])[::-1] for i in range(0, width, 8))
+            ip_obj = ipaddress.ip_address(raw)
+            mapped = getattr(ip_obj, "ipv4_mapped", None)
+            found.add((str(mapped or ip_obj), int(port, 16)))
     return found
 
 
@@ -163,6 +164,6 @@ def test_local_ray_listens_on_loopback_only_and_has_no_dashboard() -> None:
             with pytest.raises(OSError):
                 urllib.request.urlopen(f"http://{host}:8265/api/jobs/", timeout=3)
     assert opened, "Ray opened no listening socket at all?"
-    exposed = [(ip, port) for ip, port in opened if not ip.startswith("127.")]
+    exposed = [(ip, port) for ip, port in opened if not ipaddress.ip_address(ip).is_loopback]
     assert exposed == []
     assert os.environ.get("RAY_ADDRESS") is None
