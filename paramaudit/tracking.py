@@ -265,8 +265,10 @@ class Tracker:
         return mlflow.pytorch.log_model(
             model, name="model", run_id=run_id, pip_requirements=reqs, model_id=logged.model_id,
             registered_model_name=registered_name, await_registration_for=0,
-            # our own model object: pickle keeps any nn.Module loadable; pt2 needs tracing
-            serialization_format="pickle", input_example=example,
+            # our own model object: pickle keeps any nn.Module loadable; pt2 needs tracing.
+            # A signature, not an input example: MLflow validates an example by loading the
+            # model back and predicting, which costs seconds per run
+            serialization_format="pickle", signature=_signature(model, example),
         )
 
     def child_runs(self, parent_id: str) -> list[Any]:
@@ -276,6 +278,19 @@ class Tracker:
             max_results=5000,
         )
         return sorted(runs, key=lambda r: r.info.start_time)
+
+
+def _signature(model: Any, example: Any) -> Any:
+    """The model's input/output signature from a few example rows."""
+    if example is None:
+        return None
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    with torch.no_grad():
+        output = model(torch.as_tensor(np.asarray(example))).numpy()
+    return infer_signature(np.asarray(example), output)
 
 
 def scratch_dir(prefix: str = "paramaudit-") -> tempfile.TemporaryDirectory[str]:
