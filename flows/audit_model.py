@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from prefect import flow
 from prefect.runtime import flow_run
+from pydantic import Field
 
 from paramaudit import pipeline as steps
 from paramaudit.config import TrackingConfig
@@ -13,8 +14,10 @@ from tasks import audit as t
 
 
 @flow(name="paramaudit-audit", flow_run_name="audit {spec}", log_prints=True)
-def audit_model_flow(spec: str = "models:mlp", meta: bool = False, depth: int | None = None,
-                     optimizer: str = "adam", experiment: str = "paramaudit-audits",
+def audit_model_flow(spec: str = "models:mlp", meta: bool = False,
+                     depth: Annotated[int, Field(ge=1)] | None = None,
+                     optimizer: Literal["sgd", "sgd_momentum", "adam", "adamw", "rmsprop"] = "adam",
+                     experiment: str = "paramaudit-audits",
                      tracking: TrackingConfig | None = None) -> dict[str, Any]:
     """Count a model's parameters layer by layer; returns the totals and the MLflow run id."""
     tracker = steps.Tracker(tracking or TrackingConfig(), experiment)

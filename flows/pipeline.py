@@ -11,6 +11,7 @@ from prefect.runtime import flow_run
 from paramaudit import pipeline as steps
 from paramaudit.config import PipelineConfig
 from paramaudit.errors import OverfitGateError
+from paramaudit.tracking import check_reachable, resolve_tracking_uri
 from tasks import pipeline as t
 
 
@@ -31,9 +32,12 @@ def paramaudit_pipeline(config: PipelineConfig | None = None,
     """
     entered, entered_wall = time.monotonic(), time.time()
     cfg = (config or PipelineConfig()).effective()
+    # a scheduled run with MLflow down fails here, in seconds, naming the URI
+    check_reachable(resolve_tracking_uri(cfg.tracking))
     tracker = steps.open_tracker(cfg)
     flow_run_id = str(flow_run.id) if flow_run.id else None
-    with steps.parent_run(tracker, cfg, flow_run_id, resume_run_id) as (parent_id, workdir):
+    with steps.parent_run(tracker, cfg, flow_run_id, resume_run_id,
+                          flow_run_url=flow_run.ui_url) as (parent_id, workdir):
         timer = steps.Timer()
         with timer("preprocess"):
             splits = t.preprocess(cfg)                                             # 1. preprocess

@@ -81,12 +81,15 @@ def run_workdir(run_id: str) -> Path:
 
 @contextlib.contextmanager
 def parent_run(tracker: Tracker, cfg: PipelineConfig, flow_run_id: str | None,
-               resume_run_id: str | None = None) -> Iterator[tuple[str, Path]]:
+               resume_run_id: str | None = None,
+               flow_run_url: str | None = None) -> Iterator[tuple[str, Path]]:
     """The MLflow parent run (ended FINISHED, FAILED or KILLED) and the run's work folder."""
     tags = {"paramaudit.kind": "pipeline", "dataset": data_label(cfg),
             "search_algorithm": cfg.search.algorithm, "smoke": str(cfg.smoke).lower()}
     if flow_run_id:
         tags["prefect_flow_run_id"] = flow_run_id
+    if flow_run_url:
+        tags["prefect_flow_run_url"] = flow_run_url
     if resume_run_id:
         tags["resumed"] = "true"
     with tracker.parent_run(run_name(cfg), tags, run_id=resume_run_id) as parent_id:
@@ -357,6 +360,12 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     tracker.set_tags(parent_id, {
         "overfit_verdict": verdict.verdict, "overfit_reasons": verdict.tag_text(),
         "best_trial_id": outcome.best_trial_id,
+        # the run's description in the MLflow UI
+        "mlflow.note.content": (
+            f"Overfitting verdict **{verdict.verdict}**; test accuracy "
+            f"{final.test_accuracy:.4f}; {rep.trainable_params:,} trainable parameters; "
+            f"{len(outcome.trials)} trials ({cfg.search.algorithm} search). "
+            + ("; ".join(verdict.to_dict()["reasons"]) or "No overfitting rule fired.")),
     })
     chosen = next((str(t.number) for t in outcome.trials if t.trial_id == outcome.best_trial_id),
                   None)
@@ -372,7 +381,9 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
               "classes": splits.n_classes,
               **({"encoded categorical columns": splits.encoding.get("encoded_columns")}
                  if getattr(splits, "encoding", None) else {}),
-              **(splits.preprocessor.describe() if splits.preprocessor is not None else {})},
+              **{k: v for k, v in (splits.preprocessor.describe()
+                                   if splits.preprocessor is not None else {}).items()
+                 if v is not None}},
         hyperparameters=hp, sampled=cfg.search.sampled(),
         test_metrics={"accuracy": final.test_accuracy, "loss": final.test_loss},
         params={"params_total": rep.total_params, "params_trainable": rep.trainable_params,

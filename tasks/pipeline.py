@@ -58,16 +58,17 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
             flow_run_id: str | None) -> dict[str, Any]:
     """MLflow params, metrics, tags and artifacts; Prefect table and markdown artifacts."""
     summary = steps.publish(tracker, parent_id, cfg, splits, outcome, final, result, flow_run_id)
+    link = f"[MLflow run {parent_id[:8]}]({summary['mlflow_ui']['url']})"
     create_table_artifact(
         key="parameter-audit",
         table=result.layer_rows,
         description=(f"Learned parameters per layer of the chosen model: "
-                     f"{result.report.total_params:,} in all. MLflow run {parent_id}."),
+                     f"{result.report.total_params:,} in all. {link}"),
     )
     create_markdown_artifact(
         key="overfit-verdict",
         markdown=summary["markdown"],
-        description=f"Overfitting verdict: {result.verdict.verdict}. MLflow run {parent_id}.",
+        description=f"Overfitting verdict: {result.verdict.verdict}. {link}",
     )
     if summary.get("importance_rows"):
         create_table_artifact(

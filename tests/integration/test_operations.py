@@ -60,13 +60,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("operations")
     guard = work / "netguard"
     started = time.monotonic()
-    mlflow = srv.start_mlflow_server(work / "mlflow", work / "mlflow-server.log", guard)
-    prefect = srv.start_prefect_server(work / "prefect-server", work / "prefect-server.log",
-                                       guard)
-    worker: srv.Service | None = None
+    mlflow = prefect = worker = None
     runs_started: list[str] = []
-    # the worker goes first: it must not outlive the server it reports to
     try:
+        mlflow = srv.start_mlflow_server(work / "mlflow", work / "mlflow-server.log", guard)
+        prefect = srv.start_prefect_server(work / "prefect-server", work / "prefect-server.log",
+                                           guard)
         srv.wait_prefect_server(prefect)
         srv.wait_mlflow_server(mlflow)
         api = f"{prefect.url}/api"
@@ -83,9 +82,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
               f"mlflow {mlflow.url}, worker {name!r}, logs in {work}")
         yield Stack(work, guard, mlflow, prefect, worker, name, deploy_output, runs_started)
     finally:
+        # the worker first: it must not outlive the server it reports to
         for service in (worker, prefect, mlflow):
-            if service is not None:
+            if service is None:
+                continue
+            try:
                 killed = service.stop()
+            except Exception as err:  # keep stopping the others
+                print(f"{service.name}: stopping failed: {err!r}")
+            else:
                 if killed:
                     print(f"{service.name}: SIGKILL for {killed}")
         # the flow runs worked in the checkout: remove their scratch folders, nothing else
@@ -199,6 +204,7 @@ def test_make_deploy_registers_scheduled_deployments_on_a_process_pool(stack: St
         deployments = {d.name: d for d in client.read_deployments()}
         flows = {f.id: f.name for f in client.read_flows()}
     assert pool.type == "process"
+    assert f"Created work pool {POOL!r}" in stack.deploy_output  # by `make deploy`
     assert {"nightly", "weekly-bayes", "weekly-audit"} <= set(deployments)
 
     nightly = deployments["nightly"]
@@ -334,27 +340,25 @@ def test_nightly_run_is_tracked_on_the_mlflow_server(stack: Stack,
 def test_mlflow_unreachable_fails_fast_naming_the_uri(stack: Stack) -> None:
     """A scheduled run whose tracking server is down fails before tuning, in one line."""
     dead = f"http://127.0.0.1:{srv.free_port()}"
-    started = time.monotonic()
     flow_run_id = _trigger(stack, {"config": {"smoke": True, "experiment": "unreachable",
                                               "tracking": {"tracking_uri": dead}}})
     try:
         run = _wait_final(stack, flow_run_id, 60)
     finally:
         _cancel(stack, flow_run_id)
-    seconds = time.monotonic() - started
     assert run.state.is_failed(), run.state
     message = (run.state.message or "").strip()
     assert dead in message and "\n" not in message, message
-    assert "[2/5] tune" not in _flow_run_logs(stack, flow_run_id), "it must fail before tuning"
-    assert seconds < 60, f"took {seconds:.0f} s to fail"
+    logs = _flow_run_logs(stack, flow_run_id)
+    # fast means before any work: no step of the recipe started
+    assert "[1/5] preprocess" not in logs and "[2/5] tune" not in logs, "it must fail first"
 
 
 # -- the UIs, as a person sees them --------------------------------------------------------------
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's chromium (installed here when missing) and Playwright to drive it."""
-    pytest.importorskip("playwright.sync_api", reason="the UI checks drive Chromium with "
-                        "Playwright: pip install playwright (no browser download needed)")
+    import playwright.sync_api  # noqa: F401  (a dev dependency: missing means a broken install)
     try:
         return web.ensure_chromium()
     except RuntimeError as err:
