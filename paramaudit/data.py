@@ -660,6 +660,11 @@ def _check_preprocess_choices(pre: PreprocessConfig, ds: Dataset, n_features: in
             f"config: preprocess.augment: augmentation needs image data, but {_data_label(ds)} is "
             "tabular; declare data.image_shape: [channels, height, width] or set augment: false"
         )
+    if any(_choices(pre.augment)) and any(k is not None for k in _choices(pre.pca_components)):
+        raise ConfigError(
+            "config: preprocess.augment: augmentation shifts and rotates images, and PCA turns "
+            "them into components first; search one or the other"
+        )
 
 
 def _kernel_sizes(space: dict[str, Any]) -> list[int]:

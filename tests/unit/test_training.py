@@ -285,3 +285,34 @@ def test_train_best_cnn_on_digits() -> None:
                        max_epochs=2, patience=2, seed=0)
     assert len(final.history.val_loss) == 2
     assert 0.0 <= final.test_accuracy <= 1.0
+
+
+def test_augmentation_keeps_shape_changes_values_and_is_seeded() -> None:
+    from paramaudit.training import augment_images
+
+    # smooth images (a gradient plus a little texture), as real digits are: a shift of a pixel
+    # or a few degrees of rotation moves each pixel a little, not arbitrarily
+    ramp = torch.linspace(-1, 1, 8)
+    base = (ramp[None, :] + ramp[:, None]).reshape(1, 64)
+    x = base.repeat(16, 1) + 0.05 * torch.randn(16, 64, generator=torch.Generator().manual_seed(0))
+    a = augment_images(x, (1, 8, 8), torch.Generator().manual_seed(1))
+    b = augment_images(x, (1, 8, 8), torch.Generator().manual_seed(1))
+    c = augment_images(x, (1, 8, 8), torch.Generator().manual_seed(2))
+    assert a.shape == x.shape
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.allclose(a, x)
+    # small perturbations: the images stay close to what they were
+    assert float((a - x).abs().mean()) < float(x.abs().mean())
+
+
+def test_fit_with_augmentation_trains_on_images() -> None:
+    from models import build_model
+    from paramaudit.training import fit
+
+    gen = np.random.default_rng(0)
+    x = gen.normal(size=(120, 64)).astype(np.float32)
+    y = (x[:, :32].mean(axis=1) > 0).astype(np.int64)
+    model = build_model("cnn", (1, 8, 8), 2, channels=4, conv_layers=1)
+    hist = fit(model, (x[:80], y[:80]), (x[80:], y[80:]), {"learning_rate": 0.01},
+               max_epochs=2, augment_shape=(1, 8, 8))
+    assert len(hist.val_loss) == 2 and all(np.isfinite(hist.val_loss))

@@ -115,3 +115,27 @@ def test_ray_start_environment_blocks_the_metadata_probe() -> None:
 def test_smoke_config_is_small() -> None:
     cfg = build_config({"smoke": True}).effective()
     assert cfg.search.trials <= 2 and cfg.train.max_epochs <= 2
+
+
+def test_trial_data_refits_preprocessing_per_trial_and_per_fold() -> None:
+    import numpy as np
+
+    from paramaudit.tuning import trial_data
+
+    rng = np.random.default_rng(0)
+    raw_tr, raw_va = rng.normal(5, 3, size=(60, 6)), rng.normal(5, 3, size=(20, 6))
+    y_tr, y_va = np.arange(60) % 2, np.arange(20) % 2
+    data = {"x_train": raw_tr, "y_train": y_tr, "x_val": raw_va, "y_val": y_va,
+            "raw_train": raw_tr, "raw_val": raw_va, "input_shape": (6,), "n_classes": 2}
+    settings = {"seed": 0, "preprocess": {"scaler": "standard", "pca_components": None}}
+    pairs, shape = trial_data({}, data, settings)
+    assert shape == (6,) and pairs[0][0][0] is raw_tr  # nothing searched: the shared arrays
+    pairs, shape = trial_data({"pca_components": 3, "scaler": "minmax"}, data, settings)
+    (x_fit, _), (x_val, _) = pairs[0]
+    assert shape == (3,) and x_fit.shape == (60, 3) and x_val.shape == (20, 3)
+    folds, shape = trial_data({}, data, {**settings, "cv_folds": 4})
+    assert len(folds) == 4 and shape == (6,)
+    for (x_f, y_f), (_, y_v) in folds:
+        assert len(y_f) == 60 and len(y_v) == 20
+        # the scaler is fitted on each fold's training part alone
+        assert np.allclose(x_f.mean(axis=0), 0, atol=1e-5)
