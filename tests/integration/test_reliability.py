@@ -167,3 +167,32 @@ def test_local_ray_listens_on_loopback_only_and_has_no_dashboard() -> None:
     exposed = [(ip, port) for ip, port in opened if not ipaddress.ip_address(ip).is_loopback]
     assert exposed == []
     assert os.environ.get("RAY_ADDRESS") is None
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A 32 KiB tmpfs: room for the pre-flight probe, not for the run's artifacts."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tiny tmpfs to fill needs root (CI runs as root)")
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_a_clear_error_and_the_run_is_failed(tmp_path: Path,
+                                                            full_disk: Path) -> None:
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({
+        "smoke": True, "data": {"dataset": "iris"},
+        "tracking": {"artifact_location": str(full_disk / "art")}}))
+    proc = subprocess.run(paramaudit_cmd() + ["run", "--config", "cfg.yaml"], cwd=tmp_path,
+                          env=cli_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    ours = [ln for ln in proc.stderr.splitlines() if ln.startswith("paramaudit:")]
+    assert len(ours) == 1 and "no space left on the device" in ours[0], proc.stderr[-2000:]
+    statuses = _statuses(tmp_path / "mlflow.db")
+    assert "RUNNING" not in statuses.values()
+    assert "FAILED" in statuses.values()
