@@ -101,6 +101,23 @@ def check_artifact_location(cfg: TrackingConfig) -> None:
                             f"{err.strerror or err}") from None
 
 
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock beside a sqlite store's file while it is opened and set up."""
+    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
+        yield
+        return
+    import fcntl
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    with open(db.with_name(db.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _artifact_location(cfg: TrackingConfig, uri: str) -> str | None:
     if cfg.artifact_location:
         loc = cfg.artifact_location
@@ -133,8 +150,11 @@ class Tracker:
         self.uri = resolve_tracking_uri(cfg)
         self.cfg = cfg
         self.experiment_name = experiment
-        self.client = MlflowClient(tracking_uri=self.uri)
-        self.experiment_id = self._ensure_experiment(_artifact_location(cfg, self.uri))
+        with _store_lock(self.uri):
+            # the first client on a new sqlite store creates its tables; two pipelines starting
+            # together would both try (and one fail with "table ... already exists")
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.experiment_id = self._ensure_experiment(_artifact_location(cfg, self.uri))
 
     def _ensure_experiment(self, artifact_location: str | None) -> str:
         from mlflow.exceptions import MlflowException

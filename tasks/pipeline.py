@@ -58,7 +58,7 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
             flow_run_id: str | None) -> dict[str, Any]:
     """MLflow params, metrics, tags and artifacts; Prefect table and markdown artifacts."""
     summary = steps.publish(tracker, parent_id, cfg, splits, outcome, final, result, flow_run_id)
-    link = f"[MLflow run {parent_id[:8]}]({summary['mlflow_ui']['url']})"
+    link = f"[MLflow run {parent_id}]({summary['mlflow_ui']['url']})"
     create_table_artifact(
         key="parameter-audit",
         table=result.layer_rows,
