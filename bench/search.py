@@ -57,6 +57,7 @@ def pipeline_search(csv: Path, trials: int, epochs: int, store: Path, space: dic
         "tracking": {"tracking_uri": f"sqlite:///{store / 'mlflow.db'}",
                      "artifact_location": str(store / "art")},
     })
+    store.mkdir(parents=True, exist_ok=True)
     splits = preprocess(cfg)
     tracker = Tracker(cfg.tracking, cfg.experiment)
     with tracker.parent_run("bench", {}) as parent:

@@ -66,7 +66,8 @@ def ray_session(cfg: RayConfig) -> Iterator[dict[str, Any]]:
     """Connect to ``cfg.address`` / RAY_ADDRESS, or start a local loopback Ray; stop what we start."""
     import ray
 
-    os.environ.update(ray_environment())
+    for key, value in ray_environment().items():
+        os.environ.setdefault(key, value)  # a user's own setting wins
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     in_main = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.getsignal(signal.SIGTERM) if in_main else None
@@ -639,7 +640,9 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
                 metric=metric, mode=mode, num_samples=search.trials,
                 search_alg=_search_alg(search, cfg.seed, metric, mode),
                 scheduler=_scheduler(search, cfg.train.max_epochs),
-                reuse_actors=True, max_concurrent_trials=search.max_concurrent,
+                # max_concurrent lives in the search algorithm (_search_alg): Tune ignores
+                # max_concurrent_trials beside a searcher and says so
+                reuse_actors=True,
             ),
             run_config=run_config,
         )
