@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from models import register_model
@@ -51,7 +52,7 @@ class CNN(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(width, cfg.n_classes)
 
-    def forward(self, x):  # noqa: ANN001, ANN201 - torch's own signature
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
             x = x.view(-1, *self.cfg.input_shape)
         return self.head(self.dropout(self.pool(self.features(x)).flatten(1)))
@@ -65,7 +66,7 @@ def build_cnn(input_shape: tuple[int, ...], n_classes: int, **hp: Any) -> CNN:
     if len(input_shape) != 3:
         raise ValueError(f"model cnn needs image data, got input shape {input_shape}")
     cfg = CNNConfig(
-        input_shape=tuple(input_shape),  # type: ignore[arg-type]
+        input_shape=(int(input_shape[0]), int(input_shape[1]), int(input_shape[2])),
         n_classes=n_classes,
         channels=int(hp.get("channels", 16)),
         kernel_size=int(hp.get("kernel_size", 3)),

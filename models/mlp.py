@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from models import register_model
@@ -59,7 +60,7 @@ class MLP(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, cfg.n_classes)
 
-    def forward(self, x):  # noqa: ANN001, ANN201 - torch's own signature
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x.flatten(1)))
 
 

@@ -150,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         summary = paramaudit_pipeline(config=cfg, resume_run_id=args.resume)
     except OverfitGateError as err:
-        summary = getattr(err, "summary", None)
+        summary = err.summary
         if summary and args.output_json:
             _write_json_atomic(args.output_json, _public_summary(summary))
         raise

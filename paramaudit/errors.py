@@ -24,4 +24,11 @@ class TrackingError(UserInputError):
 
 
 class OverfitGateError(RuntimeError):
-    """The overfitting gate failed the run (audit.fail_on_overfit): exit 3."""
+    """The overfitting gate failed the run (audit.fail_on_overfit): exit 3.
+
+    It carries the run's summary, since everything was logged before the gate closed.
+    """
+
+    def __init__(self, message: str, summary: dict | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary

@@ -532,10 +532,8 @@ def gate(tracker: Tracker, parent_id: str, cfg: PipelineConfig, result: AuditRes
          summary: dict[str, Any]) -> None:
     """Fail the run (exit 3) on an overfit verdict when audit.fail_on_overfit is set."""
     if cfg.audit.fail_on_overfit and result.verdict.verdict == "overfit":
-        err = OverfitGateError(
-            f"overfitting gate: verdict overfit ({result.verdict.tag_text()[:300]})")
-        err.summary = summary  # type: ignore[attr-defined]
-        raise err
+        raise OverfitGateError(
+            f"overfitting gate: verdict overfit ({result.verdict.tag_text()[:300]})", summary)
 
 
 def audit_spec(spec: str, meta: bool = False, optimizer: str = "adam") -> audit_lib.AuditReport:

@@ -7,7 +7,6 @@ and no MLflow run left RUNNING. tests/data/bad/README.md lists the cases.
 
 from __future__ import annotations
 
-import inspect
 import re
 import shutil
 import subprocess
@@ -20,13 +19,6 @@ pytestmark = pytest.mark.integration
 
 BAD = ROOT / "tests" / "data" / "bad"
 TIMEOUT = 120  # a case that slipped past preflight would start the whole pipeline
-
-
-def _preflight_checks_everything() -> bool:
-    """Whether `paramaudit run` preflight runs data.check_inputs (split, k-fold, model checks)."""
-    from paramaudit import cli
-
-    return "check_inputs" in inspect.getsource(cli.preflight)
 
 
 # name -> (command line after `paramaudit`, fragment the one stderr line must contain)
@@ -102,24 +94,6 @@ CASES: dict[str, tuple[list[str], str]] = {
     "audit SPEC that does not import": (["audit", "broken_model:build"], "broken_model"),
 }
 
-# cases that only data.check_inputs catches: without it preflight passes and a pipeline starts
-NEEDS_CHECK_INPUTS = {"fewer rows than folds", "too few rows for the split",
-                      "more PCA components than features", "augmentation on tabular data",
-                      "cnn on tabular data"}
-
-
-def _params() -> list:
-    complete = _preflight_checks_everything()
-    out = []
-    for name in CASES:
-        marks = []
-        if name in NEEDS_CHECK_INPUTS and not complete:
-            marks.append(pytest.mark.xfail(
-                reason="cli.preflight must call paramaudit.data.check_inputs", run=False, strict=True))
-        out.append(pytest.param(name, id=name, marks=marks))
-    return out
-
-
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(paramaudit_cmd() + args, cwd=cwd, env=cli_env(cwd), capture_output=True,
                           text=True, timeout=TIMEOUT)
@@ -145,7 +119,7 @@ def _running_mlflow_runs(workdir: Path) -> list[str]:
     return running
 
 
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_exits_2_with_one_line(case: str, tmp_path: Path) -> None:
     args, fragment = CASES[case]
     _corpus_in(tmp_path)
