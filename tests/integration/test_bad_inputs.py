@@ -65,6 +65,8 @@ CASES: dict[str, tuple[list[str], str]] = {
     # ---- the data against the config (data.check_inputs in preflight)
     "fewer rows than folds": (["run", "--config", "cv_folds_too_many.yaml"], "search.cv_folds"),
     "too few rows for the split": (["run", "--config", "split_too_small.yaml"], "too few"),
+    "PCA fraction above 1": (["run", "--config", "pca_fraction.yaml"],
+                             "preprocess.pca_components"),
     "more PCA components than features": (["run", "--config", "pca_too_many.yaml"],
                                           "preprocess.pca_components: 10 components"),
     "augmentation on tabular data": (["run", "--config", "augment_tabular.yaml"], "preprocess.augment"),
