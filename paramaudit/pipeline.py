@@ -380,10 +380,8 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
         data={"data set": splits.name, **splits.sizes(), "features": splits.n_features,
               "classes": splits.n_classes,
               **({"encoded categorical columns": splits.encoding.get("encoded_columns")}
-                 if getattr(splits, "encoding", None) else {}),
-              **{k: v for k, v in (splits.preprocessor.describe()
-                                   if splits.preprocessor is not None else {}).items()
-                 if v is not None}},
+                 if (getattr(splits, "encoding", None) or {}).get("encoded_columns") else {}),
+              **preprocessing_summary(final.preprocessing)},
         hyperparameters=hp, sampled=cfg.search.sampled(),
         test_metrics={"accuracy": final.test_accuracy, "loss": final.test_loss},
         params={"params_total": rep.total_params, "params_trainable": rep.trainable_params,
@@ -469,6 +467,15 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
         "capacity_rows": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                            for k, v in row.items()} for row in cap_rows],
     }
+
+
+def preprocessing_summary(described: dict[str, Any]) -> dict[str, Any]:
+    """The fitted preprocessing in words a reader of the report knows."""
+    names = {"scaler": "scaler (fitted on train)", "pca_components": "PCA components",
+             "explained_variance": "variance kept by PCA", "n_in": "features in",
+             "n_out": "inputs to the model"}
+    return {label: described[key] for key, label in names.items()
+            if described.get(key) is not None}
 
 
 def importance_rows(ranking: pd.DataFrame) -> list[dict[str, Any]]:
