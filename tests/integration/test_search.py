@@ -111,11 +111,14 @@ def test_resume_after_sigkill_reruns_nothing_and_duplicates_nothing(tmp_path: Pa
         while time.monotonic() < deadline and len(finished) < 2:
             time.sleep(0.5)
             if db.exists():
-                with sqlite3.connect(db) as con:
-                    finished = con.execute(
-                        "select r.run_uuid, r.start_time from runs r join tags t on "
-                        "t.run_uuid = r.run_uuid where t.key = 'paramaudit.kind' and "
-                        "t.value = 'trial' and r.status = 'FINISHED'").fetchall()
+                try:
+                    with sqlite3.connect(db) as con:
+                        finished = con.execute(
+                            "select r.run_uuid, r.start_time from runs r join tags t on "
+                            "t.run_uuid = r.run_uuid where t.key = 'paramaudit.kind' and "
+                            "t.value = 'trial' and r.status = 'FINISHED'").fetchall()
+                except sqlite3.OperationalError:
+                    continue  # MLflow is still creating the store's tables
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
     finally:
         # a crash takes the whole process group down: the driver, Ray and Prefect's server
