@@ -230,8 +230,6 @@ def trial_data(config: Mapping[str, Any], data: Mapping[str, Any], settings: Map
         prep = fit_preprocessor(x_fit, pre["scaler"], pre.get("pca_components"), settings["seed"])
         return (prep.transform(x_fit), y_fit), (prep.transform(x_val), y_val)
 
-    if pre.get("pca_components") is not None:
-        shape = None  # type: ignore[assignment]  # set from the transformed width below
     if not folds:
         pairs = [prepared(data["raw_train"], data["y_train"], data["raw_val"], data["y_val"])]
     else:
@@ -242,8 +240,8 @@ def trial_data(config: Mapping[str, Any], data: Mapping[str, Any], settings: Map
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=settings["seed"])
         pairs = [prepared(x_all[tr], y_all[tr], x_all[va], y_all[va])
                  for tr, va in splitter.split(x_all, y_all)]
-    if shape is None:
-        shape = (int(pairs[0][0][0].shape[1]),)
+    if pre.get("pca_components") is not None:
+        shape = (int(pairs[0][0][0].shape[1]),)  # PCA flattens: the model sees its components
     return pairs, shape
 
 
