@@ -62,7 +62,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     if parts.scheme in ("http", "https"):
         url = uri.rstrip("/") + "/health"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - user's URI
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
                 if resp.status >= 400:
                     raise TrackingError(f"MLflow at {redact(uri)} answered HTTP {resp.status}")
         except (urllib.error.URLError, OSError, TimeoutError) as err:

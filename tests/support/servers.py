@@ -240,7 +240,7 @@ def _opener() -> urllib.request.OpenerDirector:
 def http_ok(url: str, timeout: float = 2.0) -> bool:
     """True when GET url answers 2xx."""
     try:
-        with _opener().open(url, timeout=timeout) as resp:  # noqa: S310 - loopback test URL
+        with _opener().open(url, timeout=timeout) as resp:
             return 200 <= resp.status < 300
     except (urllib.error.URLError, OSError):
         return False
@@ -251,7 +251,7 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) ->
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method,
                                  headers={"Content-Type": "application/json"})
-    with _opener().open(req, timeout=timeout) as resp:  # noqa: S310 - loopback test URL
+    with _opener().open(req, timeout=timeout) as resp:
         return json.loads(resp.read() or b"null")
 
 

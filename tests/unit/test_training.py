@@ -51,7 +51,7 @@ HP = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 32}
 
 
 @pytest.fixture(autouse=True)
-def one_thread():  # noqa: ANN201
+def one_thread():
     """Tiny models run fastest on one thread; intra-op threads only add contention here."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -248,11 +248,11 @@ def test_different_seed_different_history() -> None:
 
 
 @pytest.fixture(scope="module")
-def iris_splits():  # noqa: ANN201 - the Splits dataclass
+def iris_splits():
     return preprocess(DataConfig(dataset="iris"), PreprocessConfig(), seed=0)
 
 
-def test_train_best_returns_test_metrics(iris_splits) -> None:  # noqa: ANN001
+def test_train_best_returns_test_metrics(iris_splits) -> None:
     hp = {"optimizer": "adam", "learning_rate": 0.02, "batch_size": 16, "num_layers": 1,
           "hidden_size": 16}
     final = train_best(iris_splits, "mlp", hp, max_epochs=40, patience=8, seed=0)
@@ -270,7 +270,7 @@ def test_train_best_returns_test_metrics(iris_splits) -> None:  # noqa: ANN001
     assert val_loss == pytest.approx(final.history.val_loss[final.history.best_epoch], abs=1e-5)
 
 
-def test_train_best_is_deterministic(iris_splits) -> None:  # noqa: ANN001
+def test_train_best_is_deterministic(iris_splits) -> None:
     hp = {"optimizer": "sgd_momentum", "learning_rate": 0.05, "batch_size": 16, "num_layers": 1,
           "hidden_size": 8, "momentum": 0.9}
     a = train_best(iris_splits, "mlp", hp, max_epochs=5, patience=5, seed=3)
