@@ -48,16 +48,17 @@ def split(out: dict) -> dict[str, float]:
     """The wall time by phase; 'other' is what the phases do not account for."""
     t = out["timings"]
     phases = {
-        "imports + input checks": t["imports_and_checks"],
-        "Prefect start (temporary server)": t.get("prefect_start", 0.0),
+        "input checks": t["checks"],
+        "start-up (Ray, imports, Prefect server side by side)": t["startup"],
+        "Prefect flow run created": t.get("prefect_start", 0.0),
         "preprocess": t["preprocess"],
-        "Ray start": t["ray_start"],
-        "tuning (Ray Tune search)": t["tune"] - t["ray_start"],
+        "tuning (Ray Tune search)": t["tune"],
         "final training": t["train"],
         "audit": t["audit"],
         "logging (MLflow + Prefect artifacts)": t["publish"],
+        "Ray stop": t["ray_stop"],
     }
-    phases["other (Prefect bookkeeping, shutdown)"] = max(out["wall"] - sum(phases.values()), 0.0)
+    phases["other (Prefect bookkeeping, exit)"] = max(out["wall"] - sum(phases.values()), 0.0)
     return phases
 
 

@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import json
 import math
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from paramaudit.runreport import (
 )
 from paramaudit.tracking import Tracker, is_local_store, redact, scratch_dir
 from paramaudit.training import FinalModel, train_best
-from paramaudit.tuning import SearchOutcome, ray_session, run_search, trial_table
+from paramaudit.tuning import SearchOutcome, ray_session, run_search, trial_slots, trial_table
 
 WORK_ROOT = Path(".paramaudit")
 
@@ -167,16 +168,51 @@ def preprocess(cfg: PipelineConfig) -> Splits:
     return splits
 
 
+def _prefetch() -> None:
+    import mlflow.pytorch  # noqa: F401
+    import mlflow.utils.requirements_utils as reqs
+    import torch._dynamo  # noqa: F401  (torch's optimizers import it when first built)
+
+    # log_model checks the pinned requirements against the installed packages: it maps every
+    # installed distribution to its modules once per process (MLflow keeps the map)
+    init_map = getattr(reqs, "_init_packages_to_modules_map", None)
+    if callable(init_map):
+        init_map()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+
+def prefetch_for_later_steps() -> threading.Thread:
+    """Import what training and publishing need, in a thread, while the search runs.
+
+    The driver mostly waits on Ray during the search; these imports (about 2.5 s here) would
+    otherwise run after it, one after another. An import that fails here fails again, with its
+    own error, where the step needs it.
+    """
+    def run() -> None:
+        try:
+            _prefetch()
+        except Exception:  # noqa: BLE001  (reported by the step that needs the module)
+            return
+
+    thread = threading.Thread(target=run, name="paramaudit-prefetch", daemon=True)
+    thread.start()
+    return thread
+
+
 def search(splits: Splits, cfg: PipelineConfig, tracker: Tracker, parent_id: str,
            workdir: Path, resume: bool = False) -> SearchOutcome:
     """Step 2: Ray Tune over the space; each trial a nested MLflow run."""
     say(f"[2/5] tune: {cfg.search.algorithm} search, {cfg.search.trials} trials, "
         f"scheduler {cfg.search.scheduler}, up to {cfg.train.max_epochs} epochs each")
     t0 = time.monotonic()
-    with ray_session(cfg.ray) as info:
+    with ray_session(cfg.ray, trial_slots(cfg)) as info:
         ray_seconds = time.monotonic() - t0
         say(f"  ray: {info['address']} ({info.get('cpus', '?')} CPUs), "
             f"ready in {ray_seconds:.1f} s")
+        prefetch_for_later_steps()
         outcome = run_search(splits, cfg, tracker, parent_id, workdir / "tune", say=say,
                              resume=resume)
     outcome.ray_start_seconds = ray_seconds
@@ -454,6 +490,7 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
              "best_val_loss": t.best("val_loss", "min"),
              "best_val_accuracy": t.best("val_accuracy", "max"),
              "epochs": len(t.history["val_loss"]), "node_id": t.node_id,
+             "worker_pid": t.worker_pid,
              "hyperparameters": t.hyperparameters}
             for t in outcome.trials
         ],

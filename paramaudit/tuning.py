@@ -6,7 +6,8 @@ CVE-2023-48022), and never probes cloud metadata addresses:
   is exactly 127.0.0.1, and ``ray.init`` rewrites 127.0.0.1 to the machine's eth0 address; the
   local start keeps 127.0.0.1 by holding back that rewrite for the duration of ``ray.init``.
 - Ray's dashboard head skips its metadata probe only when ``~/ray_bootstrap_config.yaml``
-  exists, so Ray starts with HOME pointing at a folder this project owns that holds an empty one.
+  exists, so that process alone starts with HOME pointing at a folder this project owns that
+  holds an empty one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -28,9 +30,14 @@ import numpy as np
 
 from paramaudit.config import PipelineConfig, RayConfig, SearchConfig, resolve_hyperparameters
 from paramaudit.overfit import Curves, assess, divergence
+from paramaudit.worker_ready import READY_DIR_ENV
 
 LOCAL_NODE_IP = "127.0.0.1"
 LOOPBACK_NODE_IP = "127.0.0.2"  # for clusters started by hand on this machine (ray start)
+# what every trial imports (torch._dynamo: torch's optimizers import it when first built);
+# scikit-learn only when a trial refits preprocessing, so not here
+WORKER_PRELOAD = ("torch", "torch._dynamo", "ray.tune", "models", "paramaudit.training",
+                  "paramaudit.tuning", "paramaudit.worker_ready")  # last: marks the worker warm
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
@@ -50,7 +57,15 @@ def ray_environment() -> dict[str, str]:
         "RAY_TRAIN_V2_ENABLED": "0",
         # save the search state at every step, so --resume after a crash reruns no finished trial
         "TUNE_GLOBAL_CHECKPOINT_S": "0",
+        # Tune sets this on each trial actor (for PyTorch Lightning); set here, Ray's own
+        # processes inherit it and the actors need no runtime env of their own
+        "PL_DISABLE_FORK": "1",
     }
+
+
+# the local Ray this process started, if any (its workers inherit our environment): whether it
+# runs, how many workers it pre-started, and where those workers say they are warm
+_LOCAL_RAY: dict[str, Any] = {"started": False, "workers": 0, "ready_dir": None}
 
 
 def ray_home() -> Path:
@@ -61,9 +76,28 @@ def ray_home() -> Path:
     return home
 
 
+def _dashboard_with_own_home(start_process: Callable[..., Any]) -> Callable[..., Any]:
+    """Ray's process launcher, giving the dashboard process HOME=ray_home() and nothing else.
+
+    Only the process's own environment changes: this process's HOME stays as it was, so the
+    CLI's other threads (imports, settings that read ~) can run while Ray starts.
+    """
+    def start(command: list[str], process_type: str, *args: Any, **kwargs: Any) -> Any:
+        if process_type == "dashboard":
+            kwargs["env_updates"] = {**(kwargs.get("env_updates") or {}),
+                                     "HOME": str(ray_home())}
+        return start_process(command, process_type, *args, **kwargs)
+
+    return start
+
+
 @contextmanager
-def ray_session(cfg: RayConfig) -> Iterator[dict[str, Any]]:
-    """Connect to ``cfg.address`` / RAY_ADDRESS, or start a local loopback Ray; stop what we start."""
+def ray_session(cfg: RayConfig, slots: int | None = None) -> Iterator[dict[str, Any]]:
+    """Connect to ``cfg.address`` / RAY_ADDRESS, or start a local loopback Ray; stop what we start.
+
+    A local Ray gets ``cfg.num_cpus`` CPUs, else as many as the machine has, at most ``slots``
+    (the trials the search can run at once: trial_slots): each CPU holds a warm idle worker.
+    """
     import ray
 
     for key, value in ray_environment().items():
@@ -72,7 +106,9 @@ def ray_session(cfg: RayConfig) -> Iterator[dict[str, Any]]:
     in_main = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.getsignal(signal.SIGTERM) if in_main else None
     if ray.is_initialized():
-        yield {"address": "already-initialized", "started": False}
+        # started by the caller (the CLI starts Ray while Prefect's server boots): theirs to stop
+        yield {"address": "already running", "started": False,
+               "cpus": int(ray.cluster_resources().get("CPU", 1))}
         return
     if address and address != "local":
         host = address.removeprefix("ray://").rsplit(":", 1)[0]
@@ -84,29 +120,33 @@ def ray_session(cfg: RayConfig) -> Iterator[dict[str, Any]]:
     else:
         from ray._private import services
 
-        saved_home = os.environ.get("HOME")
-        os.environ["HOME"] = str(ray_home())
         # a stale RAY_ADDRESS or cluster file must not hijack the embedded instance
         os.environ.pop("RAY_ADDRESS", None)
-        rewrite = services.resolve_ip_for_localhost
+        rewrite, start_process = services.resolve_ip_for_localhost, services.start_ray_process
         services.resolve_ip_for_localhost = (
             lambda host: host if host == LOCAL_NODE_IP else rewrite(host))
+        services.start_ray_process = _dashboard_with_own_home(start_process)
+        ready_dir = tempfile.mkdtemp(prefix="paramaudit-ray-warm-")
+        os.environ[READY_DIR_ENV] = ready_dir  # Ray's processes inherit it; see worker_ready
+        num_cpus = cfg.num_cpus or min(os.cpu_count() or 1, slots or os.cpu_count() or 1)
         try:
             ray.init(
                 address="local",
-                num_cpus=cfg.num_cpus or os.cpu_count() or 1,
+                num_cpus=num_cpus,
                 object_store_memory=cfg.object_store_memory or 200 * 1024 * 1024,
                 include_dashboard=False,
                 _node_ip_address=LOCAL_NODE_IP,
                 logging_level=logging.WARNING,
                 log_to_driver=False,
+                # Ray starts one idle worker per CPU at once; with these imported there, while
+                # the driver is still setting up, a trial's actor starts warm (_plain_trial_actors)
+                _system_config={"preload_python_modules": list(WORKER_PRELOAD),
+                                "kill_idle_workers_interval_ms": 0},
             )
+            _LOCAL_RAY.update(started=True, workers=num_cpus, ready_dir=ready_dir)
         finally:
             services.resolve_ip_for_localhost = rewrite
-            if saved_home is None:
-                os.environ.pop("HOME", None)
-            else:
-                os.environ["HOME"] = saved_home
+            services.start_ray_process = start_process
         started = True
     if in_main:
         # ray.init turns SIGTERM into sys.exit, which can land inside Ray's C code and crash.
@@ -119,8 +159,102 @@ def ray_session(cfg: RayConfig) -> Iterator[dict[str, Any]]:
     finally:
         if started:
             ray.shutdown()
+            shutil.rmtree(_LOCAL_RAY["ready_dir"], ignore_errors=True)
+            os.environ.pop(READY_DIR_ENV, None)
+            _LOCAL_RAY.update(started=False, workers=0, ready_dir=None)
         if in_main and previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+class _StateCopyRace(logging.Filter):
+    """Ray Tune's experiment-state copy racing Tune's own temporary file: one line, no traceback.
+
+    Tune saves its search state with a temporary file renamed into place, while a background
+    copy of the same folder to the storage path may still run; the copy then finds the
+    temporary file gone and Tune logs an ERROR with a traceback. The state on storage is
+    complete again at the next save (every step here, and a final save Tune waits for).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, FileNotFoundError) and "-tmp-" in str(exc):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args, record.exc_info = (
+                "Ray Tune: one copy of the search state to storage raced a temporary file; "
+                "the next save copies it whole", None, None)
+        return True
+
+
+def _quiet_state_copy_race() -> None:
+    log = logging.getLogger("ray.tune.execution.experiment_state")
+    if not any(isinstance(f, _StateCopyRace) for f in log.filters):
+        log.addFilter(_StateCopyRace())
+
+
+@contextmanager
+def _plain_trial_actors() -> Iterator[None]:
+    """Let Tune's trial actors start on the idle, pre-warmed workers of a local Ray.
+
+    Tune gives every trainable actor a runtime env: ``PL_DISABLE_FORK=1`` (for PyTorch Lightning)
+    plus any of a list of the driver's variables (AWS keys, Ray Train settings) that are set. An
+    actor whose runtime env differs from the idle workers' never gets one of them: Ray starts a
+    fresh process for it (Python, Ray, torch and the trainable imported again: 3-5 s a trial slot
+    here). On a Ray this process started, every worker already has the driver's environment
+    (and PL_DISABLE_FORK, from ray_environment), so while the search runs Tune's two lists are
+    emptied (it has no setting for this), then restored. On a cluster, Tune's defaults stand.
+    """
+    from ray.tune.execution import class_cache
+
+    defaults = getattr(class_cache, "DEFAULT_ENV_VARS", None)
+    propagated = getattr(class_cache, "ENV_VARS_TO_PROPAGATE", None)
+    if not (_LOCAL_RAY["started"] and isinstance(defaults, dict)
+            and isinstance(propagated, set)):
+        yield
+        return
+    saved_defaults, saved_propagated = dict(defaults), set(propagated)
+    defaults.clear()
+    propagated.clear()
+    try:
+        yield
+    finally:
+        defaults.update(saved_defaults)
+        propagated.update(saved_propagated)
+
+
+def wait_for_warm_workers(wanted: int | None = None, timeout: float = 60.0) -> float:
+    """On a Ray this process started: wait until its pre-started workers finished their imports.
+
+    Ray Tune starts a trial on the first actor that is ready and stops an actor still starting
+    when another frees up; on workers still importing, a search would lose them and start cold
+    ones. ``wanted``: how many warm workers the search can use (at most the pre-started ones).
+    Returns the seconds waited; after ``timeout`` the search goes ahead anyway (slower, not
+    wrong).
+    """
+    folder = _LOCAL_RAY["ready_dir"]
+    if not _LOCAL_RAY["started"] or not folder:
+        return 0.0
+    wanted = min(wanted or _LOCAL_RAY["workers"], _LOCAL_RAY["workers"])
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        warm = [p for p in Path(folder).iterdir() if Path("/proc", p.name).exists()] \
+            if Path("/proc").is_dir() else list(Path(folder).iterdir())
+        if len(warm) >= wanted:
+            break
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def trial_slots(cfg: PipelineConfig) -> int:
+    """The most trials the search can run at once, whatever the number of CPUs."""
+    search = cfg.search
+    if search.algorithm == "bayes":
+        return search.max_concurrent or 2
+    total = search.trials
+    if search.algorithm == "grid":
+        for value in searched_space(cfg).values():
+            if isinstance(value, dict):
+                total *= max(1, len(next(iter(value.values()))))
+    return min(search.max_concurrent or total, total)
 
 
 # -- the search space ---------------------------------------------------------------------------
@@ -351,6 +485,7 @@ class TrialRecord:
     skip_reason: str | None = None
     verdict: str | None = None
     node_id: str | None = None
+    worker_pid: int | None = None  # the Ray worker process that ran the trial
     fold_val_accuracy: list[float] = field(default_factory=list)
     seconds: float = 0.0
     train_seconds: float = 0.0
@@ -466,6 +601,7 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
             if rec is None or trial.trial_id in replays:
                 return
             rec.node_id = result.get("node_id") or rec.node_id
+            rec.worker_pid = result.get("pid") or rec.worker_pid  # Tune adds it to every result
             rec.params_trainable = int(result.get("params_trainable", 0)) or rec.params_trainable
             if result.get("skipped"):
                 rec.skip_reason = str(result.get("skip_reason"))
@@ -575,6 +711,7 @@ class SearchOutcome:
     trials: list[TrialRecord]
     seconds: float
     ray_start_seconds: float = 0.0
+    worker_warmup_seconds: float = 0.0  # of ``seconds``: waiting for Ray's workers' imports
 
     def best_trial(self) -> TrialRecord:
         """The chosen trial's record."""
@@ -644,8 +781,11 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
             ),
             run_config=run_config,
         )
+    _quiet_state_copy_race()
+    warmup = wait_for_warm_workers(trial_slots(cfg))
     try:
-        tuner.fit()
+        with _plain_trial_actors():
+            tuner.fit()
     except Exception as err:
         logger.close_open("FAILED", f"search failed: {type(err).__name__}: {err}"[:1000])
         raise
@@ -673,7 +813,7 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
     return SearchOutcome(
         best_hyperparameters=best_hp, best_trial_id=best.trial_id,
         best_score=best.best(metric, mode), metric=metric, trials=records,
-        seconds=time.monotonic() - started,
+        seconds=time.monotonic() - started, worker_warmup_seconds=warmup,
     )
 
 
@@ -693,5 +833,6 @@ def trial_table(trials: list[TrialRecord]) -> list[dict[str, Any]]:
         row["stopped_by"] = r.stopped_by
         row["error"] = r.error or r.skip_reason
         row["node_id"] = r.node_id
+        row["worker_pid"] = r.worker_pid
         rows.append(row)
     return rows

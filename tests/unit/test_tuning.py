@@ -139,3 +139,91 @@ def test_trial_data_refits_preprocessing_per_trial_and_per_fold() -> None:
         assert len(y_f) == 60 and len(y_v) == 20
         # the scaler is fitted on each fold's training part alone
         assert np.allclose(x_f.mean(axis=0), 0, atol=1e-5)
+
+
+def test_trial_slots_is_what_the_search_can_run_at_once() -> None:
+    from paramaudit.tuning import trial_slots
+
+    assert trial_slots(build_config({"search": {"trials": 3}})) == 3
+    assert trial_slots(build_config({"search": {"trials": 9, "max_concurrent": 2}})) == 2
+    assert trial_slots(build_config({"search": {"algorithm": "bayes", "trials": 9}})) == 2
+    grid = build_config({"search": {"algorithm": "grid", "trials": 2, "space": {
+        "learning_rate": {"choice": [0.1, 0.01]}, "hidden_size": {"choice": [8, 16, 32]},
+        "optimizer": "adam"}}})
+    assert trial_slots(grid) == 12  # 2 x 3 combinations, twice
+    grid_with_model = build_config({"model": {"choice": ["mlp", "cnn"]},
+                                    "data": {"dataset": "digits"},
+                                    "search": {"algorithm": "grid", "trials": 1, "space": {
+                                        "learning_rate": {"choice": [0.1, 0.01]}}}})
+    assert trial_slots(grid_with_model) == 4
+
+
+def test_only_rays_dashboard_process_gets_its_own_home() -> None:
+    import os
+
+    from paramaudit.tuning import _dashboard_with_own_home
+
+    calls: list[tuple] = []
+
+    def launcher(command: list[str], process_type: str, *args: object, **kwargs: object) -> str:
+        calls.append((process_type, kwargs.get("env_updates")))
+        return process_type
+
+    start = _dashboard_with_own_home(launcher)
+    home_before = os.environ.get("HOME")
+    assert start(["x"], "dashboard", fate_share=True) == "dashboard"
+    assert start(["x"], "raylet", env_updates={"A": "1"}) == "raylet"
+    assert start(["x"], "dashboard", env_updates={"A": "1"}) == "dashboard"
+    assert calls[0] == ("dashboard", {"HOME": str(ray_home())})
+    assert calls[1] == ("raylet", {"A": "1"})
+    assert calls[2] == ("dashboard", {"A": "1", "HOME": str(ray_home())})
+    assert os.environ.get("HOME") == home_before  # this process's environment is untouched
+
+
+def test_trial_actors_drop_tunes_runtime_env_only_on_our_own_ray() -> None:
+    from ray.tune.execution import class_cache
+
+    from paramaudit import tuning
+
+    defaults = dict(class_cache.DEFAULT_ENV_VARS)
+    propagated = set(class_cache.ENV_VARS_TO_PROPAGATE)
+    assert defaults and propagated  # what Tune would put on every trial actor
+    with tuning._plain_trial_actors():  # no local Ray of ours: Tune's defaults stand
+        assert class_cache.DEFAULT_ENV_VARS == defaults
+    tuning._LOCAL_RAY["started"] = True
+    try:
+        with pytest.raises(RuntimeError, match="boom"), tuning._plain_trial_actors():
+            assert class_cache.DEFAULT_ENV_VARS == {}
+            assert class_cache.ENV_VARS_TO_PROPAGATE == set()
+            raise RuntimeError("boom")
+    finally:
+        tuning._LOCAL_RAY["started"] = False
+    assert class_cache.DEFAULT_ENV_VARS == defaults
+    assert class_cache.ENV_VARS_TO_PROPAGATE == propagated
+    assert ray_environment()["PL_DISABLE_FORK"] == defaults["PL_DISABLE_FORK"]
+
+
+def test_tunes_state_copy_race_is_one_line_and_other_errors_keep_their_traceback() -> None:
+    import logging
+    import sys
+
+    from paramaudit.tuning import _StateCopyRace
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except BaseException:
+            info = sys.exc_info()
+        return logging.LogRecord("ray.tune.execution.experiment_state", logging.ERROR, __file__,
+                                 1, "Saving experiment state to storage at %r failed", ("/x",),
+                                 info)
+
+    race = record(FileNotFoundError(
+        "[Errno 2] Failed to open local file '/tmp/ray/s/driver_artifacts/"
+        ".abc-tmp-basic-variant-state-2026.json'"))
+    assert _StateCopyRace().filter(race)
+    assert race.levelno == logging.WARNING and race.exc_info is None
+    assert "raced a temporary file" in race.getMessage()
+    other = record(PermissionError("denied"))
+    assert _StateCopyRace().filter(other)
+    assert other.levelno == logging.ERROR and other.exc_info is not None

@@ -1,0 +1,116 @@
+"""Prefect's temporary API server, started by the CLI as its first act.
+
+With no API URL configured, Prefect starts a temporary server when a flow is first called: it
+imports the whole server application into the calling process (about 2.5 s here), starts it as a
+subprocess and waits about 6 s for it, all before the flow's body runs. The CLI starts that same
+server (the uvicorn command Prefect's ``SubprocessASGIServer`` runs) before it imports torch, Ray,
+MLflow or Prefect, so the server boots while those imports and Ray's start run, and the CLI never
+imports the server application itself. It listens on 127.0.0.1 only and is stopped by PID at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
+
+HOST = "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the CLI dies, even by SIGKILL (Linux only)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: the atexit stop still runs on any exit but SIGKILL
+
+
+def api_url_configured() -> bool:
+    """True when the environment names a Prefect API (checked before Prefect is imported)."""
+    return bool(os.environ.get("PREFECT_API_URL"))
+
+
+class EmbeddedPrefectServer:
+    """A Prefect API server in a subprocess on a free loopback port, for one CLI run."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self._log: IO[bytes] = tempfile.TemporaryFile(prefix="paramaudit-prefect-server-")
+        spec = importlib.util.find_spec("prefect")  # where it is, without importing it
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError("prefect is not installed")
+        app_dir = Path(next(iter(spec.submodule_search_locations))).parent
+        env = dict(os.environ, PREFECT_UI_ENABLED="0", PREFECT__SERVER_EPHEMERAL="1",
+                   PREFECT__SERVER_FINAL="1", PREFECT_SERVER_API_HOST=HOST)
+        env.pop("PREFECT_API_URL", None)
+        self.process: subprocess.Popen[Any] | None = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
+             "prefect.server.api.server:create_app", "--host", HOST, "--port", str(self.port),
+             "--log-level", "error", "--lifespan", "on"],
+            env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        # atexit, not a finally: Prefect sends its last logs and events while Python shuts its
+        # threads down, which happens before atexit handlers run
+        atexit.register(self.stop)
+
+    @property
+    def api_url(self) -> str:
+        """The URL to set as PREFECT_API_URL."""
+        return f"http://{HOST}:{self.port}/api"
+
+    def wait_ready(self, timeout: float) -> float:
+        """Block until the server answers /health; return the seconds waited."""
+        start = time.monotonic()
+        while True:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"Prefect's temporary server exited before it was ready: "
+                                   f"{self._last_output()}")
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        return time.monotonic() - start
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() - start > timeout:
+                self.stop()
+                raise RuntimeError(f"Prefect's temporary server was not ready within {timeout:.0f} s "
+                                   f"(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS): "
+                                   f"{self._last_output()}")
+            time.sleep(0.05)
+
+    def _last_output(self) -> str:
+        self._log.seek(0)
+        lines = self._log.read().decode(errors="replace").strip().splitlines()
+        return lines[-1][:300] if lines else "no output"
+
+    def stop(self) -> None:
+        """Terminate the server and reap it (SIGKILL after 5 s)."""
+        proc, self.process = self.process, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        self._log.close()

@@ -1,0 +1,183 @@
+"""Start-up: Prefect's server started by the CLI, and trials on Ray's pre-started warm workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import cli_env, paramaudit_cmd
+
+from paramaudit import prefect_server
+from paramaudit.prefect_server import EmbeddedPrefectServer
+
+pytestmark = pytest.mark.integration
+
+SERVER_APP = "prefect.server.api.server:create_app"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+def _wait_gone(pid: int, within: float = 30.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _listeners(port: int) -> list[str]:
+    """Local addresses (hex, as in /proc/net/tcp) listening on the port."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                found.append(local)
+    return found
+
+
+def _servers_with_home(home: Path) -> list[int]:
+    """PIDs of Prefect server processes whose PREFECT_HOME is ``home``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if SERVER_APP not in (entry / "cmdline").read_text():
+                continue
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"PREFECT_HOME={home}".encode() in env:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture
+def prefect_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "prefect-home"
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    return home
+
+
+def test_embedded_server_answers_on_loopback_only_and_stops_by_pid(prefect_home: Path) -> None:
+    server = EmbeddedPrefectServer()
+    assert server.process is not None
+    pid = server.process.pid
+    try:
+        server.wait_ready(timeout=120)
+        with urllib.request.urlopen(f"{server.api_url}/health", timeout=10) as resp:
+            assert resp.status == 200
+        listening = _listeners(server.port)
+        assert listening and all(addr.startswith("0100007F:") for addr in listening), listening
+    finally:
+        server.stop()
+    assert not _alive(pid)
+    assert _listeners(server.port) == []
+    server.stop()  # a second stop is harmless
+
+
+def test_embedded_server_exits_with_its_parent_even_on_sigkill(prefect_home: Path) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from paramaudit.prefect_server import EmbeddedPrefectServer\n"
+         "s = EmbeddedPrefectServer()\n"
+         "print(s.process.pid, flush=True)\n"
+         "time.sleep(600)\n"],
+        stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    assert parent.stdout is not None
+    server_pid = int(parent.stdout.readline())
+    assert _alive(server_pid)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=30)
+    assert _wait_gone(server_pid), "the server outlived the CLI that started it"
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_output(
+        prefect_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setattr(prefect_server, "_free_port", lambda: taken.getsockname()[1])
+        server = EmbeddedPrefectServer()
+        with pytest.raises(RuntimeError, match="exited before it was ready: .*"):
+            server.wait_ready(timeout=120)
+        server.stop()
+
+
+def test_trials_run_in_the_workers_ray_started_before_the_search(workdir: Path) -> None:
+    from paramaudit.config import build_config
+    from paramaudit.pipeline import preprocess
+    from paramaudit.tracking import Tracker
+    from paramaudit.tuning import ray_session, run_search, trial_slots
+
+    cfg = build_config({
+        "experiment": "warm", "data": {"dataset": "iris"},
+        "search": {"trials": 3, "max_concurrent": 1, "scheduler": "none"},
+        "train": {"max_epochs": 1},
+        "tracking": {"tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}"},
+    }).effective()
+    splits = preprocess(cfg)
+    tracker = Tracker(cfg.tracking, cfg.experiment)
+    with tracker.parent_run("warm", {}) as parent, ray_session(cfg.ray, trial_slots(cfg)) as info:
+        assert info["cpus"] == 1  # one trial at a time: one CPU, one pre-started worker
+        workers = _ray_workers(info["cpus"])
+        outcome = run_search(splits, cfg, tracker, parent, workdir / "tune", say=lambda _m: None)
+    pids = {t.worker_pid for t in outcome.trials}
+    assert None not in pids
+    # each trial ran in a process that existed before the search: Ray's pre-started worker,
+    # reused (no new Python process started and warmed up per trial actor)
+    assert pids <= workers, (pids, workers)
+
+
+def _ray_workers(wanted: int, within: float = 60.0) -> set[int]:
+    """PIDs of the local Ray's worker processes, once ``wanted`` of them have started."""
+    deadline = time.monotonic() + within
+    found: set[int] = set()
+    while time.monotonic() < deadline:
+        found = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"default_worker.py" in cmd or cmd.startswith(b"ray::IDLE"):
+                found.add(int(entry.name))
+        if len(found) >= wanted:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"Ray started {len(found)} of {wanted} workers within {within} s")
+
+
+def test_cli_run_starts_and_stops_its_own_prefect_server(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    proc = subprocess.run(paramaudit_cmd() + ["run", "--dataset", "iris", "--smoke",
+                                              "--output-json", "out.json"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    timings = out["timings"]
+    for key in ("checks", "startup", "ray_start", "imports", "prefect_server_wait",
+                "prefect_start", "tune", "publish", "ray_stop", "total"):
+        assert timings[key] >= 0, key
+    assert out["prefect_flow_run_id"]
+    assert _servers_with_home(tmp_path / "prefect-home") == []
