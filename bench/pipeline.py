@@ -76,20 +76,20 @@ def main() -> None:
     accs = [r["test_metrics"]["accuracy"] for r in runs]
     print(f"\npipeline benchmark: {args.config.name}{' (smoke)' if args.smoke else ''}, "
           f"{len(runs)} run(s), {os.cpu_count()} CPUs\n")
-    print(f"{'phase':<42}{'median s':>10}{'share':>8}")
+    print(f"{'phase':<56}{'median s':>10}{'share':>8}")
     wall_median = statistics.median(walls)
     for phase in splits[0]:
         sec = statistics.median(s[phase] for s in splits)
-        print(f"{phase:<42}{sec:>10.1f}{sec / wall_median:>8.0%}")
-    print(f"{'wall (whole process)':<42}{wall_median:>10.1f}{1:>8.0%}\n")
+        print(f"{phase:<56}{sec:>10.1f}{sec / wall_median:>8.0%}")
+    print(f"{'wall (whole process)':<56}{wall_median:>10.1f}{1:>8.0%}\n")
     acc = statistics.median(accs)
     trials = runs[0]["trials"]
-    print(f"{'target':<42}{'measured':>10}{'goal':>10}  verdict")
-    print(f"{'test accuracy (median)':<42}{acc:>10.4f}{'>= 0.97':>10}  "
+    print(f"{'target':<56}{'measured':>10}{'goal':>10}  verdict")
+    print(f"{'test accuracy (median)':<56}{acc:>10.4f}{'>= 0.97':>10}  "
           f"{'PASS' if acc >= TARGET_ACCURACY else 'FAIL'}")
-    print(f"{'wall seconds (median)':<42}{wall_median:>10.1f}{'<= 240':>10}  "
+    print(f"{'wall seconds (median)':<56}{wall_median:>10.1f}{'<= 240':>10}  "
           f"{'PASS' if wall_median <= TARGET_WALL_S else 'FAIL'}")
-    print(f"{'trials':<42}{trials:>10}")
+    print(f"{'trials':<56}{trials:>10}")
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / "pipeline.json").write_text(json.dumps(

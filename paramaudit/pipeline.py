@@ -194,7 +194,7 @@ def prefetch_for_later_steps() -> threading.Thread:
     def run() -> None:
         try:
             _prefetch()
-        except Exception:  # noqa: BLE001  (reported by the step that needs the module)
+        except Exception:  # the step that needs the module imports it again and reports
             return
 
     thread = threading.Thread(target=run, name="paramaudit-prefetch", daemon=True)
