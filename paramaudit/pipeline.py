@@ -210,8 +210,8 @@ def search(splits: Splits, cfg: PipelineConfig, tracker: Tracker, parent_id: str
     t0 = time.monotonic()
     with ray_session(cfg.ray, trial_slots(cfg)) as info:
         ray_seconds = time.monotonic() - t0
-        say(f"  ray: {info['address']} ({info.get('cpus', '?')} CPUs), "
-            f"ready in {ray_seconds:.1f} s")
+        up = "already up" if info.get("reused") else f"ready in {ray_seconds:.1f} s"
+        say(f"  ray: {info['address']} ({info.get('cpus', '?')} CPUs), {up}")
         prefetch_for_later_steps()
         outcome = run_search(splits, cfg, tracker, parent_id, workdir / "tune", say=say,
                              resume=resume)

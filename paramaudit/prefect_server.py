@@ -51,9 +51,23 @@ def api_url_configured() -> bool:
 class EmbeddedPrefectServer:
     """A Prefect API server in a subprocess on a free loopback port, for one CLI run."""
 
+    # uvicorn exits with 3 when the application fails to start: a port taken since we chose it,
+    # or two servers creating a new Prefect database at once (two pipelines started together).
+    # Prefect's own temporary server retries on it too.
+    STARTUP_FAILED = 3
+    RETRIES = 3
+
     def __init__(self) -> None:
-        self.port = _free_port()
         self._log: IO[bytes] = tempfile.TemporaryFile(prefix="paramaudit-prefect-server-")
+        self.process: subprocess.Popen[Any] | None = None
+        self.port = 0
+        self._starts = 0
+        self._launch()
+        # atexit, not a finally: Prefect sends its last logs and events while Python shuts its
+        # threads down, which happens before atexit handlers run
+        atexit.register(self.stop)
+
+    def _launch(self) -> None:
         spec = importlib.util.find_spec("prefect")  # where it is, without importing it
         if spec is None or not spec.submodule_search_locations:
             raise RuntimeError("prefect is not installed")
@@ -61,16 +75,15 @@ class EmbeddedPrefectServer:
         env = dict(os.environ, PREFECT_UI_ENABLED="0", PREFECT__SERVER_EPHEMERAL="1",
                    PREFECT__SERVER_FINAL="1", PREFECT_SERVER_API_HOST=HOST)
         env.pop("PREFECT_API_URL", None)
-        self.process: subprocess.Popen[Any] | None = subprocess.Popen(
+        self.port = _free_port()
+        self._starts += 1
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
              "prefect.server.api.server:create_app", "--host", HOST, "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
             env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
-        # atexit, not a finally: Prefect sends its last logs and events while Python shuts its
-        # threads down, which happens before atexit handlers run
-        atexit.register(self.stop)
 
     @property
     def api_url(self) -> str:
@@ -81,6 +94,9 @@ class EmbeddedPrefectServer:
         """Block until the server answers /health; return the seconds waited."""
         start = time.monotonic()
         while True:
+            if self.process is not None and self.process.poll() == self.STARTUP_FAILED \
+                    and self._starts < self.RETRIES:
+                self._launch()
             if self.process is None or self.process.poll() is not None:
                 raise RuntimeError(f"Prefect's temporary server exited before it was ready: "
                                    f"{self._last_output()}")

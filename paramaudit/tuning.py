@@ -68,12 +68,21 @@ def ray_environment() -> dict[str, str]:
 _LOCAL_RAY: dict[str, Any] = {"started": False, "workers": 0, "ready_dir": None}
 
 
+# what the outermost ray_session connected to ("local" or the cluster's address), for the
+# sessions nested in it to report
+_ACTIVE_ADDRESS: dict[str, str] = {}
+
+
 def ray_home() -> Path:
     """The HOME Ray's processes see: holds the empty bootstrap file that disables the probe."""
     home = Path(tempfile.gettempdir()) / f"paramaudit-{os.getuid()}" / "ray-home"
     home.mkdir(parents=True, exist_ok=True)
     (home / "ray_bootstrap_config.yaml").touch()
     return home
+
+
+def _sigterm_as_sigint(*_: Any) -> None:
+    signal.raise_signal(signal.SIGINT)
 
 
 def _dashboard_with_own_home(start_process: Callable[..., Any]) -> Callable[..., Any]:
@@ -106,9 +115,17 @@ def ray_session(cfg: RayConfig, slots: int | None = None) -> Iterator[dict[str, 
     in_main = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.getsignal(signal.SIGTERM) if in_main else None
     if ray.is_initialized():
-        # started by the caller (the CLI starts Ray while Prefect's server boots): theirs to stop
-        yield {"address": "already running", "started": False,
-               "cpus": int(ray.cluster_resources().get("CPU", 1))}
+        # started by the caller (the CLI starts Ray while Prefect's server boots): theirs to
+        # stop. SIGTERM handling is set again: a Prefect flow run installs its own in between.
+        if in_main:
+            signal.signal(signal.SIGTERM, _sigterm_as_sigint)
+        try:
+            yield {"address": _ACTIVE_ADDRESS.get("address") or "already running",
+                   "started": False, "reused": True,
+                   "cpus": int(ray.cluster_resources().get("CPU", 1))}
+        finally:
+            if in_main and previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, previous_sigterm)
         return
     if address and address != "local":
         host = address.removeprefix("ray://").rsplit(":", 1)[0]
@@ -152,11 +169,13 @@ def ray_session(cfg: RayConfig, slots: int | None = None) -> Iterator[dict[str, 
         # ray.init turns SIGTERM into sys.exit, which can land inside Ray's C code and crash.
         # While Ray is up, SIGTERM becomes SIGINT instead: Tune stops its trials gracefully and
         # the search ends as interrupted (its runs KILLED), then Ray is shut down here.
-        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+        signal.signal(signal.SIGTERM, _sigterm_as_sigint)
+    _ACTIVE_ADDRESS["address"] = address or "local"
     try:
         yield {"address": address or "local", "started": started,
                "cpus": int(ray.cluster_resources().get("CPU", 1))}
     finally:
+        _ACTIVE_ADDRESS.pop("address", None)
         if started:
             ray.shutdown()
             shutil.rmtree(_LOCAL_RAY["ready_dir"], ignore_errors=True)

@@ -138,6 +138,8 @@ def test_trials_run_in_the_workers_ray_started_before_the_search(workdir: Path) 
     tracker = Tracker(cfg.tracking, cfg.experiment)
     with tracker.parent_run("warm", {}) as parent, ray_session(cfg.ray, trial_slots(cfg)) as info:
         assert info["cpus"] == 1  # one trial at a time: one CPU, one pre-started worker
+        with ray_session(cfg.ray) as nested:  # the flow's own session, inside the CLI's
+            assert nested == {"address": "local", "started": False, "reused": True, "cpus": 1}
         workers = _ray_workers(info["cpus"])
         outcome = run_search(splits, cfg, tracker, parent, workdir / "tune", say=lambda _m: None)
     pids = {t.worker_pid for t in outcome.trials}
@@ -181,3 +183,23 @@ def test_cli_run_starts_and_stops_its_own_prefect_server(tmp_path: Path) -> None
         assert timings[key] >= 0, key
     assert out["prefect_flow_run_id"]
     assert _servers_with_home(tmp_path / "prefect-home") == []
+
+
+def test_a_server_whose_start_fails_is_started_again_on_another_port(
+        prefect_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn exits with 3 when its application cannot start (a taken port here; two pipelines
+    creating one Prefect database at once in the wild): the server is launched again."""
+    free = prefect_server._free_port
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1]])
+        monkeypatch.setattr(prefect_server, "_free_port", lambda: next(ports, None) or free())
+        server = EmbeddedPrefectServer()
+        try:
+            server.wait_ready(timeout=120)
+            assert server.port != taken.getsockname()[1]
+            with urllib.request.urlopen(f"{server.api_url}/health", timeout=10) as resp:
+                assert resp.status == 200
+        finally:
+            server.stop()
