@@ -263,16 +263,22 @@ def wait_for_warm_workers(wanted: int | None = None, timeout: float = 60.0) -> f
     return time.monotonic() - start
 
 
+def planned_trials(cfg: PipelineConfig) -> int:
+    """How many trials the search runs: ``search.trials``, times the grid's size for grid."""
+    total = cfg.search.trials
+    if cfg.search.algorithm == "grid":
+        for value in searched_space(cfg).values():
+            if isinstance(value, dict):
+                total *= max(1, len(next(iter(value.values()))))
+    return total
+
+
 def trial_slots(cfg: PipelineConfig) -> int:
     """The most trials the search can run at once, whatever the number of CPUs."""
     search = cfg.search
     if search.algorithm == "bayes":
         return search.max_concurrent or 2
-    total = search.trials
-    if search.algorithm == "grid":
-        for value in searched_space(cfg).values():
-            if isinstance(value, dict):
-                total *= max(1, len(next(iter(value.values()))))
+    total = planned_trials(cfg)
     return min(search.max_concurrent or total, total)
 
 
@@ -579,6 +585,7 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
     class TrialLogger(Callback):
         def __init__(self) -> None:
             self.records = records
+            self.started = started  # trials Tune started in this process
 
         def close_open(self, status: str, reason: str) -> None:
             """End the runs of trials still running (the search was interrupted)."""
@@ -812,6 +819,8 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
         # not an Exception: Ctrl-C, SIGTERM (as the CLI or Prefect raises it), an exit
         logger.close_open("KILLED", "interrupted")
         raise
+    if resume:
+        _top_up(tune, fn, space, cfg, logger, stopper.as_tune_stopper(), storage, say)
     # Tune stops its own trials on Ctrl-C and returns: that is still an interruption
     if any(r.status == "RUNNING" for r in logger.records.values()):
         logger.close_open("KILLED", "interrupted")
@@ -834,6 +843,49 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
         best_score=best.best(metric, mode), metric=metric, trials=records,
         seconds=time.monotonic() - started, worker_warmup_seconds=warmup,
     )
+
+
+def _top_up(tune: Any, fn: Any, space: dict[str, Any], cfg: PipelineConfig, logger: Any,
+            stop: Any, storage: Path, say: Callable[[str], None]) -> None:
+    """After a resumed search: run the trials Ray Tune's saved state lost, as new trials.
+
+    Tune copies its search state to the storage path in the background while it keeps saving
+    it; a process killed just after a copy that raced a save can leave the searcher's part
+    missing, and the restored search then ends early. MLflow knows what finished: the trials
+    still missing run now (drawn anew from the same space), in the same parent run. A trial
+    that was running at the crash and that Tune no longer knows is ended KILLED.
+    """
+    from ray.tune.search import BasicVariantGenerator
+
+    if any(r.status == "RUNNING" and r.trial_id in logger.started
+           for r in logger.records.values()):
+        return  # interrupted again: the caller reports it
+    # what is still RUNNING now was running at the crash, and Tune did not bring it back
+    logger.close_open("KILLED", "running at a crash; Ray Tune's saved state lost it")
+    done = sum(r.status != "KILLED" for r in logger.records.values())
+    missing = planned_trials(cfg) - done
+    if missing <= 0:
+        return
+    say(f"  Ray Tune's saved state lost {missing} trial(s) of the search; running them now")
+    search = cfg.search
+    if search.algorithm == "grid":  # which cells are left is Tune's lost state: draw them
+        space = param_space(search.model_copy(update={"algorithm": "random"}),
+                            {k: v for k, v in searched_space(cfg).items()
+                             if k not in search.space})
+    tuner = tune.Tuner(
+        fn, param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=search.metric, mode="min" if search.metric == "val_loss" else "max",
+            num_samples=missing, reuse_actors=True,
+            search_alg=BasicVariantGenerator(random_state=cfg.seed + done,
+                                             max_concurrent=search.max_concurrent or 0),
+            scheduler=_scheduler(search, cfg.train.max_epochs)),
+        run_config=tune.RunConfig(name=f"search-topup-{done}", storage_path=str(storage),
+                                  verbose=0, callbacks=[logger], stop=stop,
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    with _plain_trial_actors():
+        tuner.fit()
 
 
 def trial_table(trials: list[TrialRecord]) -> list[dict[str, Any]]:

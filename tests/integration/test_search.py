@@ -94,7 +94,12 @@ def test_no_finished_trial_fails_the_pipeline_with_a_clear_message(tmp_path: Pat
     assert "RUNNING" not in statuses and "FAILED" in statuses
 
 
-def test_resume_after_sigkill_reruns_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("searcher_state", ["kept", "lost"])
+def test_resume_after_sigkill_reruns_nothing_and_duplicates_nothing(
+        tmp_path: Path, searcher_state: str) -> None:
+    """``lost``: Ray Tune's copy of its searcher state on the storage path is gone (what a
+    background copy racing a save leaves behind when the process dies right after): the
+    resumed search runs the missing trials anew."""
     _write(tmp_path, {
         "experiment": "resume", "data": {"dataset": "digits"},
         "search": {"trials": 6, "scheduler": "none", "max_concurrent": 1, "space": {
@@ -130,9 +135,15 @@ def test_resume_after_sigkill_reruns_nothing_and_duplicates_nothing(tmp_path: Pa
             "select r.run_uuid, r.status from runs r join tags t on t.run_uuid = r.run_uuid "
             "where t.key = 'paramaudit.kind' and t.value = 'pipeline'").fetchone()
     assert status == "RUNNING"  # SIGKILL gave it no chance: this is what --resume is for
+    if searcher_state == "lost":
+        states = list((tmp_path / ".paramaudit").rglob("basic-variant-state-*.json"))
+        assert states, "Tune saved no searcher state"
+        for state in states:
+            state.unlink()
     done = _cli(tmp_path, "--resume", parent, "--output-json", "out.json")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resuming the search" in done.stdout + done.stderr
+    assert ("saved state lost" in done.stdout + done.stderr) == (searcher_state == "lost")
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["mlflow_run_id"] == parent and out["trials"] == 6
     children = _children(tmp_path, parent)
