@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib
 import json
 import math
 import threading
@@ -168,20 +169,22 @@ def preprocess(cfg: PipelineConfig) -> Splits:
     return splits
 
 
-def _prefetch() -> None:
-    import mlflow.pytorch  # noqa: F401
-    import mlflow.utils.requirements_utils as reqs
-    import torch._dynamo  # noqa: F401  (torch's optimizers import it when first built)
+# imported by final training (torch's optimizers import torch._dynamo when first built) and by
+# publishing (the model's MLflow flavour, the plots)
+_LATER_IMPORTS = ("torch._dynamo", "mlflow.pytorch")
 
+
+def _prefetch() -> None:
+    for name in _LATER_IMPORTS:
+        importlib.import_module(name)
     # log_model checks the pinned requirements against the installed packages: it maps every
     # installed distribution to its modules once per process (MLflow keeps the map)
+    reqs = importlib.import_module("mlflow.utils.requirements_utils")
     init_map = getattr(reqs, "_init_packages_to_modules_map", None)
     if callable(init_map):
         init_map()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
+    importlib.import_module("matplotlib").use("Agg")
+    importlib.import_module("matplotlib.pyplot")
 
 
 def prefetch_for_later_steps() -> threading.Thread:

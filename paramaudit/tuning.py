@@ -63,14 +63,12 @@ def ray_environment() -> dict[str, str]:
     }
 
 
-# the local Ray this process started, if any (its workers inherit our environment): whether it
-# runs, how many workers it pre-started, and where those workers say they are warm
-_LOCAL_RAY: dict[str, Any] = {"started": False, "workers": 0, "ready_dir": None}
-
-
-# what the outermost ray_session connected to ("local" or the cluster's address), for the
-# sessions nested in it to report
-_ACTIVE_ADDRESS: dict[str, str] = {}
+# the Ray the outermost ray_session opened: what it connected to ("local" or the cluster's
+# address, for nested sessions to report); and, for a local Ray this process started (whose
+# workers inherit our environment), how many workers it pre-started and where they say they
+# are warm
+_LOCAL_RAY: dict[str, Any] = {"address": None, "started": False, "workers": 0,
+                              "ready_dir": None}
 
 
 def ray_home() -> Path:
@@ -83,6 +81,24 @@ def ray_home() -> Path:
 
 def _sigterm_as_sigint(*_: Any) -> None:
     signal.raise_signal(signal.SIGINT)
+
+
+@contextmanager
+def _sigterm_as_interrupt(in_main: bool, previous: Any) -> Iterator[None]:
+    """While Ray is up, SIGTERM becomes SIGINT; ``previous`` is restored after.
+
+    ray.init turns SIGTERM into sys.exit, which can land inside Ray's C code and crash; as
+    SIGINT, Tune stops its trials gracefully and the search ends as interrupted (its runs
+    KILLED). Nested sessions set it again: a Prefect flow run installs its own handler between
+    the CLI's session and the flow's.
+    """
+    if in_main:
+        signal.signal(signal.SIGTERM, _sigterm_as_sigint)
+    try:
+        yield
+    finally:
+        if in_main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _dashboard_with_own_home(start_process: Callable[..., Any]) -> Callable[..., Any]:
@@ -115,17 +131,10 @@ def ray_session(cfg: RayConfig, slots: int | None = None) -> Iterator[dict[str, 
     in_main = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.getsignal(signal.SIGTERM) if in_main else None
     if ray.is_initialized():
-        # started by the caller (the CLI starts Ray while Prefect's server boots): theirs to
-        # stop. SIGTERM handling is set again: a Prefect flow run installs its own in between.
-        if in_main:
-            signal.signal(signal.SIGTERM, _sigterm_as_sigint)
-        try:
-            yield {"address": _ACTIVE_ADDRESS.get("address") or "already running",
-                   "started": False, "reused": True,
-                   "cpus": int(ray.cluster_resources().get("CPU", 1))}
-        finally:
-            if in_main and previous_sigterm is not None:
-                signal.signal(signal.SIGTERM, previous_sigterm)
+        # started by the caller (the CLI starts Ray while Prefect's server boots): theirs to stop
+        with _sigterm_as_interrupt(in_main, previous_sigterm):
+            yield {"address": _LOCAL_RAY["address"] or "already running", "started": False,
+                   "reused": True, "cpus": int(ray.cluster_resources().get("CPU", 1))}
         return
     if address and address != "local":
         host = address.removeprefix("ray://").rsplit(":", 1)[0]
@@ -165,24 +174,17 @@ def ray_session(cfg: RayConfig, slots: int | None = None) -> Iterator[dict[str, 
             services.resolve_ip_for_localhost = rewrite
             services.start_ray_process = start_process
         started = True
-    if in_main:
-        # ray.init turns SIGTERM into sys.exit, which can land inside Ray's C code and crash.
-        # While Ray is up, SIGTERM becomes SIGINT instead: Tune stops its trials gracefully and
-        # the search ends as interrupted (its runs KILLED), then Ray is shut down here.
-        signal.signal(signal.SIGTERM, _sigterm_as_sigint)
-    _ACTIVE_ADDRESS["address"] = address or "local"
+    _LOCAL_RAY["address"] = address or "local"
     try:
-        yield {"address": address or "local", "started": started,
-               "cpus": int(ray.cluster_resources().get("CPU", 1))}
+        with _sigterm_as_interrupt(in_main, previous_sigterm):
+            yield {"address": address or "local", "started": started,
+                   "cpus": int(ray.cluster_resources().get("CPU", 1))}
     finally:
-        _ACTIVE_ADDRESS.pop("address", None)
         if started:
             ray.shutdown()
             shutil.rmtree(_LOCAL_RAY["ready_dir"], ignore_errors=True)
             os.environ.pop(READY_DIR_ENV, None)
-            _LOCAL_RAY.update(started=False, workers=0, ready_dir=None)
-        if in_main and previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+        _LOCAL_RAY.update(address=None, started=False, workers=0, ready_dir=None)
 
 
 class _StateCopyRace(logging.Filter):
@@ -778,11 +780,7 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
     # tune.with_parameters puts the arrays in the object store once, not per trial
     fn = tune.with_resources(tune.with_parameters(trainable, data=data, settings=settings),
                              {"cpu": 1})
-    run_config = tune.RunConfig(
-        name="search", storage_path=str(storage), verbose=0,
-        callbacks=[logger], stop=stopper.as_tune_stopper(),
-        failure_config=tune.FailureConfig(max_failures=0),
-    )
+    run_config = _run_config("search", storage, logger, stopper.as_tune_stopper())
     started = time.monotonic()
     path = storage / "search"
     if resume and tune.Tuner.can_restore(str(path)):
@@ -845,6 +843,14 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
     )
 
 
+def _run_config(name: str, storage: Path, logger: Any, stop: Any) -> Any:
+    """Tune's run settings: state under ``storage/name``, our MLflow logger, no retries."""
+    from ray import tune
+
+    return tune.RunConfig(name=name, storage_path=str(storage), verbose=0, callbacks=[logger],
+                          stop=stop, failure_config=tune.FailureConfig(max_failures=0))
+
+
 def _top_up(tune: Any, fn: Any, space: dict[str, Any], cfg: PipelineConfig, logger: Any,
             stop: Any, storage: Path, say: Callable[[str], None]) -> None:
     """After a resumed search: run the trials Ray Tune's saved state lost, as new trials.
@@ -880,9 +886,7 @@ def _top_up(tune: Any, fn: Any, space: dict[str, Any], cfg: PipelineConfig, logg
             search_alg=BasicVariantGenerator(random_state=cfg.seed + done,
                                              max_concurrent=search.max_concurrent or 0),
             scheduler=_scheduler(search, cfg.train.max_epochs)),
-        run_config=tune.RunConfig(name=f"search-topup-{done}", storage_path=str(storage),
-                                  verbose=0, callbacks=[logger], stop=stop,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+        run_config=_run_config(f"search-topup-{done}", storage, logger, stop),
     )
     with _plain_trial_actors():
         tuner.fit()

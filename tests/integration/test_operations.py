@@ -10,6 +10,7 @@ ends, passed or failed, and every one of them runs under the suite's network gua
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -358,7 +359,7 @@ def test_mlflow_unreachable_fails_fast_naming_the_uri(stack: Stack) -> None:
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's chromium (installed here when missing) and Playwright to drive it."""
-    import playwright.sync_api  # noqa: F401  (a dev dependency: missing means a broken install)
+    importlib.import_module("playwright.sync_api")  # a dev dependency: missing = broken install
     try:
         return web.ensure_chromium()
     except RuntimeError as err:

@@ -76,12 +76,12 @@ def new_page(b: Any, timeout_ms: int = 30_000) -> Any:
     """A page the size of a laptop screen that records requests leaving loopback."""
     page = b.new_page(viewport=VIEWPORT)
     page.set_default_timeout(timeout_ms)
-    page.offsite_requests = []  # type: ignore[attr-defined]
+    page.offsite_requests = []  # read by the tests: requests that left loopback
 
     def record(request: Any) -> None:
         url = request.url
         if not url.startswith(("http://127.0.0.1", "data:", "blob:", "about:")):
-            page.offsite_requests.append(url)  # type: ignore[attr-defined]
+            page.offsite_requests.append(url)
 
     page.on("request", record)
     return page
