@@ -42,7 +42,7 @@ ui: install
 	  --default-artifact-root ./mlartifacts --host 127.0.0.1 --port $(UI_PORT)
 
 bench: install
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/pipeline.py --repeat 3
 
 clean:
 	rm -rf .paramaudit mlartifacts mlflow.db bench/results

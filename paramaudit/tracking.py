@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import queue
 import re
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -248,6 +250,33 @@ class Tracker:
         for i in range(0, len(items), 500):
             self.client.log_batch(run_id, metrics=items[i:i + 500])
 
+    def log_record(self, run_id: str, steps: Sequence[tuple[Mapping[str, Any], int]],
+                   tags: Mapping[str, Any]) -> None:
+        """Metrics at their steps, then tags, in as few log_batch calls as MLflow allows.
+
+        A trial's whole record usually fits one call (up to 1,000 values, 100 of them tags)
+        rather than one per epoch. The tags (its status among them) go in the last call, so a
+        record cut short by an error never reads as a finished trial with part of its history.
+        """
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(str(k), val, now, step) for values, step in steps
+                   for k, v in values.items() if (val := _metric_value(v)) is not None]
+        tag_items = [RunTag(str(k), str(v)[:5000]) for k, v in tags.items()]
+        batches = []
+        while metrics:
+            batches.append((metrics[:1000], []))
+            metrics = metrics[1000:]
+        while tag_items:
+            batch_tags, tag_items = tag_items[:100], tag_items[100:]
+            if batches and not batches[-1][1] and len(batches[-1][0]) + len(batch_tags) <= 1000:
+                batches[-1] = (batches[-1][0], batch_tags)  # room beside the last metrics
+            else:
+                batches.append(([], batch_tags))
+        for batch_metrics, batch_tags in batches:
+            self.client.log_batch(run_id, metrics=batch_metrics, tags=batch_tags)
+
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         """String tags (decisions with their reasons)."""
         from mlflow.entities import RunTag
@@ -316,3 +345,63 @@ def _signature(model: Any, example: Any) -> Any:
 def scratch_dir(prefix: str = "paramaudit-") -> tempfile.TemporaryDirectory[str]:
     """A temporary folder for artifacts before they are logged."""
     return tempfile.TemporaryDirectory(prefix=prefix)
+
+
+class WriteBehind:
+    """MLflow writes done in order on one background thread; callers only queue them.
+
+    Ray Tune calls its callbacks on its event loop, so a write made there (create a trial's run,
+    log its record: 15-30 ms each on sqlite) is time every trial slot waits for. Queued, the
+    loop goes on and the writes happen while it waits for the next result. ``flush`` waits until
+    everything queued is written and raises the first write error: none is lost or hidden. After
+    an error, later writes are dropped (they may depend on the failed one) and ``submit`` raises
+    it too. The thread starts with the first write; a pickled copy (Ray Tune saves its
+    callbacks with its state) is a new, empty writer.
+    """
+
+    def __init__(self, name: str = "paramaudit-mlflow-writer") -> None:
+        self._name = name
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (WriteBehind, (self._name,))
+
+    def _run(self) -> None:
+        while (write := self._queue.get()) is not None:
+            try:
+                if self._error is None:
+                    write()
+            except BaseException as err:  # kept, and raised to the caller by flush/submit
+                self._error = err
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, write: Callable[[], None]) -> None:
+        """Queue one write (a call that takes no arguments)."""
+        self._raise()
+        if self._closed:
+            raise RuntimeError("the MLflow writer is closed")
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+        self._queue.put(write)
+
+    def flush(self) -> None:
+        """Wait until every queued write is done; raise the first one that failed."""
+        self._queue.join()
+        self._raise()
+
+    def close(self) -> None:
+        """Finish the queued writes and stop the thread (errors: ``flush`` raises them)."""
+        self._closed = True
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()

@@ -167,7 +167,7 @@ def ray_session(cfg: RayConfig, slots: int | None = None) -> Iterator[dict[str, 
                 # Ray starts one idle worker per CPU at once; with these imported there, while
                 # the driver is still setting up, a trial's actor starts warm (_plain_trial_actors)
                 _system_config={"preload_python_modules": list(WORKER_PRELOAD),
-                                "kill_idle_workers_interval_ms": 0},
+                                "kill_idle_workers_interval_ms": 0, "enable_worker_prestart": True},
             )
             _LOCAL_RAY.update(started=True, workers=num_cpus, ready_dir=ready_dir)
         finally:
@@ -576,26 +576,61 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
     """A Ray Tune callback, run on the driver, that mirrors each trial into a nested MLflow run.
 
     A trial's metric histories are written once, when it ends: a trial restarted by --resume
-    then never leaves half a history (or a second run) behind in MLflow.
+    then never leaves half a history (or a second run) behind in MLflow. The writes run in
+    order on a background thread (WriteBehind), so Tune's loop and the trials never wait for
+    the store; ``flush`` before reading the records' run ids, ``close`` when the search ends.
     """
     from ray.tune import Callback
+
+    from paramaudit.tracking import WriteBehind
 
     records: dict[str, TrialRecord] = dict(existing or {})
     started: dict[str, float] = {}
     replays: set[str] = set()
+    unwritten: set[str] = set()  # trials whose final record is queued, not yet in MLflow
+    writer = WriteBehind()
 
     class TrialLogger(Callback):
         def __init__(self) -> None:
             self.records = records
             self.started = started  # trials Tune started in this process
 
+        def flush(self) -> None:
+            """Wait for the queued MLflow writes; raise the first that failed."""
+            writer.flush()
+
+        def close(self) -> None:
+            """Finish the queued writes and stop the writer thread (flush raises errors)."""
+            writer.close()
+
         def close_open(self, status: str, reason: str) -> None:
-            """End the runs of trials still running (the search was interrupted)."""
+            """End the runs of trials still running (the search was interrupted or failed).
+
+            A write that failed in the queue does not stop this: every run still open, those
+            whose final record was lost with it too, is ended; then the first error is raised.
+            """
+            errors: list[Exception] = []
+            try:
+                writer.flush()
+            except Exception as err:
+                errors.append(err)
             for rec in records.values():
-                if rec.status == "RUNNING" and rec.run_id is not None:
-                    rec.status = status
-                    tracker.set_tags(rec.run_id, {"trial_status": status, "error": reason})
-                    tracker.end_run(rec.run_id, status)
+                lost = rec.trial_id in unwritten
+                if rec.run_id is None or not (rec.status == "RUNNING" or lost):
+                    continue
+                end, why = (status, reason) if not lost else (
+                    "FAILED", f"its record was not written to MLflow: {errors[0]}"[:1000]
+                    if errors else "its record was not written to MLflow")
+                try:
+                    tracker.set_tags(rec.run_id, {"trial_status": end, "error": why})
+                    tracker.end_run(rec.run_id, end)
+                except Exception as err:
+                    errors.append(err)
+                    continue
+                rec.status = end
+                unwritten.discard(rec.trial_id)
+            if errors:
+                raise errors[0]
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             started[trial.trial_id] = time.monotonic()
@@ -609,19 +644,24 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
                 # an unfinished trial of an interrupted search: same child run, fresh history
                 old.history = {m: [] for m in METRICS}
                 old.status = "RUNNING"
-                tracker.client.update_run(old.run_id, status="RUNNING")
+                run_id = old.run_id
+                writer.submit(lambda: tracker.client.update_run(run_id, status="RUNNING"))
                 return
             hp = dict(trial.config)
             rec = TrialRecord(trial.trial_id, max((r.number for r in records.values()),
                                                   default=0) + 1, hp)
             records[trial.trial_id] = rec
-            rec.run_id = tracker.start_run(
-                trial_run_name(rec.number, hp),
-                tags={"paramaudit.kind": "trial", "trial_id": trial.trial_id,
-                      "trial_number": str(rec.number)},
-                parent_id=parent_id,
-            )
-            tracker.log_params(rec.run_id, hp)
+
+            def open_run() -> None:  # on the writer thread; its later writes queue behind it
+                rec.run_id = tracker.start_run(
+                    trial_run_name(rec.number, hp),
+                    tags={"paramaudit.kind": "trial", "trial_id": trial.trial_id,
+                          "trial_number": str(rec.number)},
+                    parent_id=parent_id,
+                )
+                tracker.log_params(rec.run_id, hp)
+
+            writer.submit(open_run)
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                             **info: Any) -> None:
@@ -642,15 +682,14 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
 
         def _finish(self, trial: Any, status: str, error: str | None = None) -> None:
             rec = records.get(trial.trial_id)
-            if rec is None or rec.run_id is None or trial.trial_id in replays:
+            if rec is None or trial.trial_id in replays:
                 return
             rec.seconds = time.monotonic() - started.get(trial.trial_id, time.monotonic())
             rec.status, rec.error = status, error
             tags: dict[str, Any] = {"trial_status": status}
             epochs = len(rec.history["val_loss"])
-            for step in range(epochs):
-                tracker.log_metrics(rec.run_id, {m: rec.history[m][step] for m in METRICS},
-                                    step=step + 1)
+            steps = [({m: rec.history[m][step] for m in METRICS}, step + 1)
+                     for step in range(epochs)]
             if rec.skip_reason:
                 tags.update(skipped="true", skip_reason=rec.skip_reason)
                 rec.status = "SKIPPED"
@@ -671,17 +710,23 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
                                  fold_scores=rec.fold_val_accuracy or None)
                 rec.verdict = verdict.verdict
                 tags.update(overfit_verdict=verdict.verdict, overfit_reasons=verdict.tag_text())
-            if rec.fold_val_accuracy:
-                tracker.log_metrics(rec.run_id, {
-                    "cv_folds": len(rec.fold_val_accuracy),
-                    "cv_val_accuracy_std": float(np.std(rec.fold_val_accuracy))})
             summary = {"params_trainable": rec.params_trainable, "epochs": epochs,
                        "best_val_loss": rec.best("val_loss", "min"),
                        "best_val_accuracy": rec.best("val_accuracy", "max"),
                        "trial_seconds": rec.seconds}
-            tracker.log_metrics(rec.run_id, summary)
-            tracker.set_tags(rec.run_id, tags)
-            tracker.end_run(rec.run_id, "FAILED" if error else "FINISHED")
+            if rec.fold_val_accuracy:
+                summary.update(cv_folds=len(rec.fold_val_accuracy),
+                               cv_val_accuracy_std=float(np.std(rec.fold_val_accuracy)))
+            end = "FAILED" if error else "FINISHED"
+
+            def close_run() -> None:  # queued after open_run: rec.run_id is set by then
+                # the history, the summary, then the tags (see Tracker.log_record)
+                tracker.log_record(rec.run_id, [*steps, (summary, 0)], tags)
+                tracker.end_run(rec.run_id, end)
+                unwritten.discard(trial.trial_id)
+
+            unwritten.add(trial.trial_id)
+            writer.submit(close_run)
             if rec.skip_reason:
                 what = f"skipped: {rec.skip_reason}"
             elif error:
@@ -808,21 +853,18 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
     _quiet_state_copy_race()
     warmup = wait_for_warm_workers(trial_slots(cfg))
     try:
-        with _plain_trial_actors():
-            tuner.fit()
-    except Exception as err:
-        logger.close_open("FAILED", f"search failed: {type(err).__name__}: {err}"[:1000])
-        raise
-    except BaseException:
-        # not an Exception: Ctrl-C, SIGTERM (as the CLI or Prefect raises it), an exit
-        logger.close_open("KILLED", "interrupted")
-        raise
-    if resume:
-        _top_up(tune, fn, space, cfg, logger, stopper.as_tune_stopper(), storage, say)
-    # Tune stops its own trials on Ctrl-C and returns: that is still an interruption
-    if any(r.status == "RUNNING" for r in logger.records.values()):
-        logger.close_open("KILLED", "interrupted")
-        raise KeyboardInterrupt("the search was interrupted")
+        with _ending_open_runs(logger):
+            with _plain_trial_actors():
+                tuner.fit()
+            if resume:
+                _top_up(tune, fn, space, cfg, logger, stopper.as_tune_stopper(), storage, say)
+            logger.flush()
+        # Tune stops its own trials on Ctrl-C and returns: that is still an interruption
+        if any(r.status == "RUNNING" for r in logger.records.values()):
+            logger.close_open("KILLED", "interrupted")
+            raise KeyboardInterrupt("the search was interrupted")
+    finally:
+        logger.close()
     records = sorted(logger.records.values(), key=lambda r: r.number)
     usable = [r for r in records if r.status == "TERMINATED" and r.history["val_loss"]]
     if not usable:
@@ -841,6 +883,20 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
         best_score=best.best(metric, mode), metric=metric, trials=records,
         seconds=time.monotonic() - started, worker_warmup_seconds=warmup,
     )
+
+
+@contextmanager
+def _ending_open_runs(logger: Any) -> Iterator[None]:
+    """On any error or interruption inside: end the trials' MLflow runs still open, re-raise."""
+    try:
+        yield
+    except Exception as err:
+        logger.close_open("FAILED", f"search failed: {type(err).__name__}: {err}"[:1000])
+        raise
+    except BaseException:
+        # not an Exception: Ctrl-C, SIGTERM (as the CLI or Prefect raises it), an exit
+        logger.close_open("KILLED", "interrupted")
+        raise
 
 
 def _run_config(name: str, storage: Path, logger: Any, stop: Any) -> Any:

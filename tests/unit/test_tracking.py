@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import pickle
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -16,6 +19,7 @@ from paramaudit.tracking import (
     DEFAULT_URI,
     PARENT_TAG,
     Tracker,
+    WriteBehind,
     check_reachable,
     is_local_store,
     redact,
@@ -115,6 +119,87 @@ def test_log_metrics_steps(tracker: Tracker) -> None:
         tracker.log_metrics(run, {"loss": loss}, step=step)
     history = tracker.client.get_metric_history(run, "loss")
     assert sorted((m.step, m.value) for m in history) == [(0, 1.0), (1, 0.5), (2, 0.25)]
+
+
+def test_log_record_writes_history_summary_and_tags_together(tracker: Tracker) -> None:
+    run = tracker.start_run("record")
+    epochs = 300  # 2 metrics x 300 steps + summary + 150 tags: more than one MLflow batch holds
+    steps = [({"loss": 1.0 / (e + 1), "acc": float("nan") if e == 5 else e / epochs}, e + 1)
+             for e in range(epochs)]
+    tags = {f"t{i}": i for i in range(150)}
+    tracker.log_record(run, [*steps, ({"best": 0.5, "text": "n/a"}, 0)], tags)
+    data = tracker.client.get_run(run).data
+    assert data.metrics["best"] == 0.5 and "text" not in data.metrics
+    assert {k: v for k, v in data.tags.items() if k.startswith("t")} == {
+        f"t{i}": str(i) for i in range(150)}
+    loss = tracker.client.get_metric_history(run, "loss")
+    assert sorted(m.step for m in loss) == list(range(1, epochs + 1))
+    acc = tracker.client.get_metric_history(run, "acc")
+    assert len(acc) == epochs - 1  # the NaN step is skipped, the rest kept
+
+
+def test_log_record_cut_short_never_carries_the_tags(tracker: Tracker,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tracker.start_run("cut")
+    steps = [({f"m{i}": 0.1 * i for i in range(4)}, e + 1) for e in range(300)]  # 1,200 values
+    calls: list[int] = []
+    log_batch = tracker.client.log_batch
+
+    def failing_second(run_id: str, **kwargs: Any) -> None:
+        calls.append(len(kwargs.get("tags") or []))
+        if len(calls) == 2:
+            raise OSError("No space left on device")
+        log_batch(run_id, **kwargs)
+
+    monkeypatch.setattr(tracker.client, "log_batch", failing_second)
+    with pytest.raises(OSError):
+        tracker.log_record(run, steps, {"trial_status": "TERMINATED"})
+    assert calls == [0, 1]  # metrics first; the tags only with the last values
+    assert "trial_status" not in tracker.client.get_run(run).data.tags
+
+
+def test_write_behind_runs_writes_in_order_off_the_caller_thread() -> None:
+    done: list[tuple[int, str]] = []
+    writer = WriteBehind()
+    for i in range(50):
+        writer.submit(lambda i=i: done.append((i, threading.current_thread().name)))
+    writer.flush()
+    assert [i for i, _ in done] == list(range(50))
+    assert {name for _, name in done} == {"paramaudit-mlflow-writer"}
+    writer.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.submit(lambda: None)
+
+
+def test_write_behind_raises_the_first_error_and_drops_later_writes() -> None:
+    done: list[int] = []
+    writer = WriteBehind()
+    writer.submit(lambda: done.append(1))
+
+    def broken() -> None:
+        raise OSError("store is gone")
+
+    writer.submit(broken)
+    writer.submit(lambda: done.append(3))  # depends on the failed write: never runs
+    with pytest.raises(OSError, match="store is gone"):
+        writer.flush()
+    assert done == [1]
+    with pytest.raises(OSError, match="store is gone"):
+        writer.submit(lambda: done.append(4))
+    writer.close()  # stops the thread; the error was already raised by flush
+    assert done == [1]
+
+
+def test_write_behind_pickles_as_a_new_idle_writer() -> None:
+    writer = WriteBehind()
+    writer.submit(lambda: None)
+    copy = pickle.loads(pickle.dumps(writer))  # Ray Tune pickles its callbacks with its state
+    assert isinstance(copy, WriteBehind)
+    before = threading.active_count()
+    copy.flush()
+    copy.close()
+    assert threading.active_count() == before  # no thread until a first write
+    writer.close()
 
 
 def test_set_tags(tracker: Tracker) -> None:

@@ -1,16 +1,21 @@
-"""Unit tests of the search's pure parts: space translation, budget, stopper, names, tables."""
+"""Unit tests of the search: space translation, budget, stopper, names, tables, trial logger."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from paramaudit.config import SearchConfig, build_config
+from paramaudit.tracking import Tracker
 from paramaudit.tuning import (
     DivergenceStopper,
     TrialRecord,
     count_trainable_params,
+    make_trial_logger,
     over_budget,
     param_space,
     ray_environment,
@@ -227,3 +232,63 @@ def test_tunes_state_copy_race_is_one_line_and_other_errors_keep_their_traceback
     other = record(PermissionError("denied"))
     assert _StateCopyRace().filter(other)
     assert other.levelno == logging.ERROR and other.exc_info is not None
+
+
+# -- the trial logger: MLflow writes behind Ray Tune's loop ---------------------------------------
+@pytest.fixture
+def logged_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Tracker, str, Any]:
+    """A real sqlite tracker, a parent run, and the search's trial logger on it."""
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    cfg = build_config({"tracking": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+                                     "artifact_location": str(tmp_path / "art")},
+                        "search": {"trials": 2}, "train": {"max_epochs": 2}})
+    tracker = Tracker(cfg.tracking, "logger")
+    parent = tracker.start_run("parent")
+    stopper = DivergenceStopper(cfg.audit.divergence_tolerance, cfg.audit.divergence_epochs)
+    return tracker, parent, make_trial_logger(tracker, parent, cfg, 100, stopper, lambda _m: None)
+
+
+def _result(epoch: int) -> dict[str, Any]:
+    return {"train_loss": 1.0 / epoch, "train_accuracy": 0.5, "val_loss": 1.1 / epoch,
+            "val_accuracy": 0.4, "params_trainable": 10, "train_seconds": 0.01}
+
+
+def test_trial_logger_writes_each_trial_whole_off_the_callers_thread(
+        logged_search: tuple[Tracker, str, Any]) -> None:
+    tracker, parent, logger = logged_search
+    trial = SimpleNamespace(trial_id="t1", config={"learning_rate": 0.01})
+    logger.on_trial_start(0, [], trial)
+    for epoch in (1, 2):
+        logger.on_trial_result(0, [], trial, _result(epoch))
+    logger.on_trial_complete(0, [], trial)
+    logger.flush()
+    logger.close()
+    (run,) = tracker.child_runs(parent)
+    assert run.info.status == "FINISHED" and run.data.tags["trial_status"] == "TERMINATED"
+    assert run.data.params["learning_rate"] == "0.01"
+    history = tracker.client.get_metric_history(run.info.run_id, "val_loss")
+    assert sorted((m.step, m.value) for m in history) == [(1, 1.1), (2, 0.55)]
+    assert logger.records["t1"].run_id == run.info.run_id
+
+
+def test_a_failed_write_still_ends_every_open_run_and_is_raised(
+        logged_search: tuple[Tracker, str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    tracker, parent, logger = logged_search
+    done, running = (SimpleNamespace(trial_id=t, config={"learning_rate": lr})
+                     for t, lr in (("t1", 0.01), ("t2", 0.02)))
+    logger.on_trial_start(0, [], done)
+    logger.on_trial_start(0, [], running)
+    logger.on_trial_result(0, [], done, _result(1))
+
+    def store_full(*_: Any) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(tracker, "log_record", store_full)  # the store fails on this write
+    logger.on_trial_complete(0, [], done)
+    with pytest.raises(OSError, match="No space left"):
+        logger.close_open("KILLED", "interrupted")
+    logger.close()
+    runs = {r.data.tags["trial_id"]: r for r in tracker.child_runs(parent)}
+    assert runs["t2"].info.status == "KILLED" and runs["t2"].data.tags["error"] == "interrupted"
+    assert runs["t1"].info.status == "FAILED"  # finished, but its record never reached MLflow
+    assert "record was not written" in runs["t1"].data.tags["error"]
