@@ -107,10 +107,10 @@ class EmbeddedPrefectServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() - start > timeout:
+                output = self._last_output()  # read before stop() closes the log
                 self.stop()
                 raise RuntimeError(f"Prefect's temporary server was not ready within {timeout:.0f} s "
-                                   f"(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS): "
-                                   f"{self._last_output()}")
+                                   f"(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS): {output}")
             time.sleep(0.05)
 
     def _last_output(self) -> str:

@@ -122,6 +122,15 @@ def test_a_server_that_cannot_start_is_reported_with_its_output(
         server.stop()
 
 
+def test_a_server_not_ready_in_time_is_stopped_and_reported(prefect_home: Path) -> None:
+    server = EmbeddedPrefectServer()
+    assert server.process is not None
+    pid = server.process.pid
+    with pytest.raises(RuntimeError, match=r"not ready within 0 s \(PREFECT_SERVER_EPHEMERAL"):
+        server.wait_ready(timeout=0)
+    assert _wait_gone(pid)
+
+
 def test_trials_run_in_the_workers_ray_started_before_the_search(workdir: Path) -> None:
     from paramaudit.config import build_config
     from paramaudit.pipeline import preprocess
