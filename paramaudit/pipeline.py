@@ -33,7 +33,14 @@ from paramaudit.runreport import (
 )
 from paramaudit.tracking import Tracker, is_local_store, redact, scratch_dir
 from paramaudit.training import FinalModel, train_best
-from paramaudit.tuning import SearchOutcome, ray_session, run_search, trial_slots, trial_table
+from paramaudit.tuning import (
+    SearchOutcome,
+    metric_mode,
+    ray_session,
+    run_search,
+    trial_slots,
+    trial_table,
+)
 
 WORK_ROOT = Path(".paramaudit")
 
@@ -293,7 +300,7 @@ def rank_importance(outcome: SearchOutcome, cfg: PipelineConfig,
     from paramaudit.tuning import searched_space
 
     names = [k for k, v in searched_space(cfg).items() if isinstance(v, dict)]
-    mode = "min" if outcome.metric == "val_loss" else "max"
+    mode = metric_mode(outcome.metric)
     rows = [{**{k: t.hyperparameters.get(k) for k in names}, "val_score": t.best(outcome.metric, mode)}
             for t in outcome.trials if t.status == "TERMINATED"]
     if not names:
@@ -457,8 +464,7 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
             try:
                 trials_df = pd.DataFrame([
                     {**{k: t.hyperparameters.get(k) for k in result.importance["hyperparameter"]},
-                     "val_score": t.best(outcome.metric, "min" if outcome.metric == "val_loss"
-                                         else "max")}
+                     "val_score": t.best(outcome.metric, metric_mode(outcome.metric))}
                     for t in outcome.trials if t.status == "TERMINATED"])
                 importance.plot_importance(trials_df, result.importance,
                                            d / "hyperparameter_importance.png", score="val_score")

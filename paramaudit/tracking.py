@@ -239,16 +239,11 @@ class Tracker:
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Numeric metrics; non-finite values are skipped (MLflow rejects NaN in some stores)."""
-        from mlflow.entities import Metric
+        self.log_record(run_id, [(metrics, step or 0)], {})
 
-        now = int(time.time() * 1000)
-        items = [
-            Metric(str(k), val, now, step or 0)
-            for k, v in metrics.items()
-            if (val := _metric_value(v)) is not None
-        ]
-        for i in range(0, len(items), 500):
-            self.client.log_batch(run_id, metrics=items[i:i + 500])
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """String tags (decisions with their reasons)."""
+        self.log_record(run_id, [], tags)
 
     def log_record(self, run_id: str, steps: Sequence[tuple[Mapping[str, Any], int]],
                    tags: Mapping[str, Any]) -> None:
@@ -257,6 +252,7 @@ class Tracker:
         A trial's whole record usually fits one call (up to 1,000 values, 100 of them tags)
         rather than one per epoch. The tags (its status among them) go in the last call, so a
         record cut short by an error never reads as a finished trial with part of its history.
+        Non-finite metric values are skipped; tag values are cut to 5,000 characters.
         """
         from mlflow.entities import Metric, RunTag
 
@@ -264,26 +260,15 @@ class Tracker:
         metrics = [Metric(str(k), val, now, step) for values, step in steps
                    for k, v in values.items() if (val := _metric_value(v)) is not None]
         tag_items = [RunTag(str(k), str(v)[:5000]) for k, v in tags.items()]
-        batches = []
-        while metrics:
-            batches.append((metrics[:1000], []))
-            metrics = metrics[1000:]
-        while tag_items:
-            batch_tags, tag_items = tag_items[:100], tag_items[100:]
-            if batches and not batches[-1][1] and len(batches[-1][0]) + len(batch_tags) <= 1000:
-                batches[-1] = (batches[-1][0], batch_tags)  # room beside the last metrics
+        calls = [(metrics[i:i + 1000], []) for i in range(0, len(metrics), 1000)]
+        for i in range(0, len(tag_items), 100):
+            chunk = tag_items[i:i + 100]
+            if calls and not calls[-1][1] and len(calls[-1][0]) + len(chunk) <= 1000:
+                calls[-1] = (calls[-1][0], chunk)  # the first tags fit beside the last metrics
             else:
-                batches.append(([], batch_tags))
-        for batch_metrics, batch_tags in batches:
+                calls.append(([], chunk))
+        for batch_metrics, batch_tags in calls:
             self.client.log_batch(run_id, metrics=batch_metrics, tags=batch_tags)
-
-    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        """String tags (decisions with their reasons)."""
-        from mlflow.entities import RunTag
-
-        items = [RunTag(str(k), str(v)[:5000]) for k, v in tags.items()]
-        if items:
-            self.client.log_batch(run_id, tags=items)
 
     def log_dict(self, run_id: str, data: Any, artifact_file: str) -> None:
         """A JSON artifact."""

@@ -277,11 +277,8 @@ def planned_trials(cfg: PipelineConfig) -> int:
 
 def trial_slots(cfg: PipelineConfig) -> int:
     """The most trials the search can run at once, whatever the number of CPUs."""
-    search = cfg.search
-    if search.algorithm == "bayes":
-        return search.max_concurrent or 2
     total = planned_trials(cfg)
-    return min(search.max_concurrent or total, total)
+    return min(max_concurrent(cfg.search) or total, total)
 
 
 # -- the search space ---------------------------------------------------------------------------
@@ -317,6 +314,19 @@ def param_space(search: SearchConfig, extra: Mapping[str, Any] | None = None) ->
     return space
 
 
+def metric_mode(metric: str) -> str:
+    """Whether the search metric is minimised (a loss) or maximised (an accuracy)."""
+    return "min" if metric == "val_loss" else "max"
+
+
+def max_concurrent(search: SearchConfig) -> int | None:
+    """Trials the search algorithm runs at once: the setting, else 2 for bayes (TPE learns from
+    finished trials, so it must not propose them all at once), else no limit (None)."""
+    if search.max_concurrent:
+        return search.max_concurrent
+    return 2 if search.algorithm == "bayes" else None
+
+
 def _search_alg(search: SearchConfig, seed: int, metric: str, mode: str) -> Any:
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
@@ -327,8 +337,8 @@ def _search_alg(search: SearchConfig, seed: int, metric: str, mode: str) -> Any:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         alg = OptunaSearch(metric=metric, mode=mode,
                            sampler=optuna.samplers.TPESampler(seed=seed))
-        return ConcurrencyLimiter(alg, max_concurrent=search.max_concurrent or 2)
-    return BasicVariantGenerator(random_state=seed, max_concurrent=search.max_concurrent or 0)
+        return ConcurrencyLimiter(alg, max_concurrent=max_concurrent(search))
+    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent(search) or 0)
 
 
 def _scheduler(search: SearchConfig, max_epochs: int) -> Any:
@@ -615,12 +625,14 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
             except Exception as err:
                 errors.append(err)
             for rec in records.values():
-                lost = rec.trial_id in unwritten
+                lost = rec.trial_id in unwritten  # finished, but its record's write failed
                 if rec.run_id is None or not (rec.status == "RUNNING" or lost):
                     continue
-                end, why = (status, reason) if not lost else (
-                    "FAILED", f"its record was not written to MLflow: {errors[0]}"[:1000]
-                    if errors else "its record was not written to MLflow")
+                end, why = status, reason
+                if lost:
+                    end = "FAILED"
+                    why = "its record was not written to MLflow" + (
+                        f": {errors[0]}"[:1000] if errors else "")
                 try:
                     tracker.set_tags(rec.run_id, {"trial_status": end, "error": why})
                     tracker.end_run(rec.run_id, end)
@@ -803,7 +815,7 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
     from ray import tune
 
     metric = cfg.search.metric
-    mode = "min" if metric == "val_loss" else "max"
+    mode = metric_mode(metric)
     n_train = len(splits.y_train)
     data = {
         "x_train": splits.x_train, "y_train": splits.y_train,
@@ -839,17 +851,9 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
         say(f"  resuming the search: {done} trial(s) already done")
     else:
         tuner = tune.Tuner(
-            fn, param_space=space,
-            tune_config=tune.TuneConfig(
-                metric=metric, mode=mode, num_samples=search.trials,
-                search_alg=_search_alg(search, cfg.seed, metric, mode),
-                scheduler=_scheduler(search, cfg.train.max_epochs),
-                # max_concurrent lives in the search algorithm (_search_alg): Tune ignores
-                # max_concurrent_trials beside a searcher and says so
-                reuse_actors=True,
-            ),
-            run_config=run_config,
-        )
+            fn, param_space=space, run_config=run_config,
+            tune_config=_tune_config(cfg, search.trials,
+                                     _search_alg(search, cfg.seed, metric, mode)))
     _quiet_state_copy_race()
     warmup = wait_for_warm_workers(trial_slots(cfg))
     try:
@@ -899,6 +903,18 @@ def _ending_open_runs(logger: Any) -> Iterator[None]:
         raise
 
 
+def _tune_config(cfg: PipelineConfig, num_samples: int, search_alg: Any) -> Any:
+    """Tune's search settings: the metric, the scheduler, trial actors reused."""
+    from ray import tune
+
+    metric = cfg.search.metric
+    # max_concurrent lives in the search algorithm (_search_alg): Tune ignores
+    # max_concurrent_trials beside a searcher and says so
+    return tune.TuneConfig(metric=metric, mode=metric_mode(metric), num_samples=num_samples,
+                           search_alg=search_alg, reuse_actors=True,
+                           scheduler=_scheduler(cfg.search, cfg.train.max_epochs))
+
+
 def _run_config(name: str, storage: Path, logger: Any, stop: Any) -> Any:
     """Tune's run settings: state under ``storage/name``, our MLflow logger, no retries."""
     from ray import tune
@@ -934,16 +950,11 @@ def _top_up(tune: Any, fn: Any, space: dict[str, Any], cfg: PipelineConfig, logg
         space = param_space(search.model_copy(update={"algorithm": "random"}),
                             {k: v for k, v in searched_space(cfg).items()
                              if k not in search.space})
-    tuner = tune.Tuner(
-        fn, param_space=space,
-        tune_config=tune.TuneConfig(
-            metric=search.metric, mode="min" if search.metric == "val_loss" else "max",
-            num_samples=missing, reuse_actors=True,
-            search_alg=BasicVariantGenerator(random_state=cfg.seed + done,
-                                             max_concurrent=search.max_concurrent or 0),
-            scheduler=_scheduler(search, cfg.train.max_epochs)),
-        run_config=_run_config(f"search-topup-{done}", storage, logger, stop),
-    )
+    # a random draw whatever the algorithm: the searcher's own state is what Tune lost
+    draws = BasicVariantGenerator(random_state=cfg.seed + done,
+                                  max_concurrent=max_concurrent(search) or 0)
+    tuner = tune.Tuner(fn, param_space=space, tune_config=_tune_config(cfg, missing, draws),
+                       run_config=_run_config(f"search-topup-{done}", storage, logger, stop))
     with _plain_trial_actors():
         tuner.fit()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import cli_env, paramaudit_cmd
+from support import servers as srv
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +34,6 @@ def _descendants(root: int) -> set[int]:
         frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
         found |= frontier
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _statuses(db: Path) -> dict[str, str]:
@@ -90,7 +83,7 @@ def test_sigterm_mid_search_kills_runs_and_leaves_no_ray_process(tmp_path: Path)
     assert "RUNNING" not in statuses.values()
     assert "KILLED" in statuses.values()
     time.sleep(3)  # Ray's processes get a moment to exit after ray.shutdown()
-    leftover = [p for p in ray_pids if _alive(p)]
+    leftover = [p for p in ray_pids if srv.pid_alive(p)]
     assert leftover == [], [Path(f"/proc/{p}/cmdline").read_bytes()[:120] for p in leftover]
 
 
@@ -132,27 +125,6 @@ def test_an_unwritable_artifact_folder_is_a_clear_error(tmp_path: Path) -> None:
     assert len(lines) == 1 and "artifacts folder" in lines[0] and "a_file" in lines[0]
 
 
-def _listeners() -> set[tuple[str, int]]:
-    """Listening TCP sockets on this machine as (address, port)."""
-    found = set()
-    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] != "0A":  # LISTEN
-                continue
-            addr, port = fields[1].split(":")
-            # the kernel prints each 32-bit word of the address in host (little-endian) order
-            raw = b"".join(bytes.fromhex(addr[i:i + 8])[::-1] for i in range(0, width, 8))
-            ip_obj = ipaddress.ip_address(raw)
-            mapped = getattr(ip_obj, "ipv4_mapped", None)
-            found.add((str(mapped or ip_obj), int(port, 16)))
-    return found
-
-
 def test_local_ray_listens_on_loopback_only_and_has_no_dashboard() -> None:
     """ShadowRay (CVE-2023-48022): no job API or dashboard, nothing bound beyond loopback."""
     import urllib.request
@@ -160,9 +132,9 @@ def test_local_ray_listens_on_loopback_only_and_has_no_dashboard() -> None:
     from paramaudit.config import RayConfig
     from paramaudit.tuning import ray_session
 
-    before = _listeners()
+    before = srv.listeners()
     with ray_session(RayConfig(num_cpus=1)):
-        opened = _listeners() - before
+        opened = srv.listeners() - before
         for host in ("127.0.0.1", "127.0.0.2"):
             with pytest.raises(OSError):
                 urllib.request.urlopen(f"http://{host}:8265/api/jobs/", timeout=3)

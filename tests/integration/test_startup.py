@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import cli_env, paramaudit_cmd
+from support import servers as srv
 
 from paramaudit import prefect_server
 from paramaudit.prefect_server import EmbeddedPrefectServer
@@ -21,34 +22,6 @@ from paramaudit.prefect_server import EmbeddedPrefectServer
 pytestmark = pytest.mark.integration
 
 SERVER_APP = "prefect.server.api.server:create_app"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "State:\tZ" not in status
-
-
-def _wait_gone(pid: int, within: float = 30.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _listeners(port: int) -> list[str]:
-    """Local addresses (hex, as in /proc/net/tcp) listening on the port."""
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
-                found.append(local)
-    return found
 
 
 def _servers_with_home(home: Path) -> list[int]:
@@ -84,12 +57,12 @@ def test_embedded_server_answers_on_loopback_only_and_stops_by_pid(prefect_home:
         server.wait_ready(timeout=120)
         with urllib.request.urlopen(f"{server.api_url}/health", timeout=10) as resp:
             assert resp.status == 200
-        listening = _listeners(server.port)
-        assert listening and all(addr.startswith("0100007F:") for addr in listening), listening
+        listening = {addr for addr, port in srv.listeners() if port == server.port}
+        assert listening == {"127.0.0.1"}, listening
     finally:
         server.stop()
-    assert not _alive(pid)
-    assert _listeners(server.port) == []
+    assert not srv.pid_alive(pid)
+    assert not any(port == server.port for _, port in srv.listeners())
     server.stop()  # a second stop is harmless
 
 
@@ -104,10 +77,10 @@ def test_embedded_server_exits_with_its_parent_even_on_sigkill(prefect_home: Pat
         stdout=subprocess.PIPE, text=True, env=dict(os.environ))
     assert parent.stdout is not None
     server_pid = int(parent.stdout.readline())
-    assert _alive(server_pid)
+    assert srv.pid_alive(server_pid)
     parent.send_signal(signal.SIGKILL)
     parent.wait(timeout=30)
-    assert _wait_gone(server_pid), "the server outlived the CLI that started it"
+    assert srv.wait_gone(server_pid), "the server outlived the CLI that started it"
 
 
 def test_a_server_that_cannot_start_is_reported_with_its_output(
@@ -128,7 +101,7 @@ def test_a_server_not_ready_in_time_is_stopped_and_reported(prefect_home: Path) 
     pid = server.process.pid
     with pytest.raises(RuntimeError, match=r"not ready within 0 s \(PREFECT_SERVER_EPHEMERAL"):
         server.wait_ready(timeout=0)
-    assert _wait_gone(pid)
+    assert srv.wait_gone(pid)
 
 
 def test_trials_run_in_the_workers_ray_started_before_the_search(workdir: Path) -> None:

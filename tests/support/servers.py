@@ -14,6 +14,7 @@ a work pool asks for; the server then falls back to its bundled copy).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -121,6 +122,46 @@ def family(pid: int) -> list[Proc]:
         kids = {p.pid for p in procs.values() if p.ppid in found} - found
         grew, found = bool(kids), found | kids
     return [procs[p] for p in found if p in procs]
+
+
+def pid_alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in "ZX"
+
+
+def wait_gone(pid: int, within: float = 30.0) -> bool:
+    """Wait until the process is gone (or a zombie); False if it is still there after ``within``."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def listeners() -> set[tuple[str, int]]:
+    """Listening TCP sockets on this machine as (address, port)."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] != "0A":  # LISTEN
+                continue
+            addr, port = fields[1].split(":")
+            # the kernel prints each 32-bit word of the address in host (little-endian) order
+            raw = b"".join(bytes.fromhex(addr[i:i + 8])[::-1] for i in range(0, width, 8))
+            ip_obj = ipaddress.ip_address(raw)
+            mapped = getattr(ip_obj, "ipv4_mapped", None)
+            found.add((str(mapped or ip_obj), int(port, 16)))
+    return found
 
 
 def _alive(members: list[Proc]) -> list[Proc]:

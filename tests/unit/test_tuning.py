@@ -280,8 +280,12 @@ def test_a_failed_write_still_ends_every_open_run_and_is_raised(
     logger.on_trial_start(0, [], running)
     logger.on_trial_result(0, [], done, _result(1))
 
-    def store_full(*_: Any) -> None:
-        raise OSError("No space left on device")
+    log_record = tracker.log_record
+
+    def store_full(run_id: str, steps: Any, tags: Any) -> None:
+        if steps:  # the trial's record (its history); the tags-only writes after it go through
+            raise OSError("No space left on device")
+        log_record(run_id, steps, tags)
 
     monkeypatch.setattr(tracker, "log_record", store_full)  # the store fails on this write
     logger.on_trial_complete(0, [], done)
