@@ -148,9 +148,11 @@ def _load_pipeline(cfg: Any) -> tuple[Any, float]:
     """
     started = time.monotonic()
     from flows.pipeline import paramaudit_pipeline
+    from paramaudit.pipeline import prefetch_for_later_steps
     from paramaudit.tracking import Tracker
 
     Tracker(cfg.tracking, cfg.experiment)
+    prefetch_for_later_steps()  # the steps' own imports, while the flow run is created
     return paramaudit_pipeline, time.monotonic() - started
 
 
@@ -160,12 +162,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     Start-up runs side by side: Prefect's server boots in its own process, the flow's imports
     run in a thread, and Ray starts in the main thread (mostly waiting on its processes).
     """
+    # Start-up imports torch, Ray, Prefect and MLflow: about a million objects, which Python's
+    # cyclic garbage collector would walk again and again while they load (about a tenth of the
+    # import time, measured). It is paused until the flow starts; what start-up built (modules,
+    # classes: kept for the whole run) is then frozen, so the run's collections skip it.
+    gc.disable()
+    try:
+        return _run(args)
+    finally:
+        gc.enable()
+
+
+def _run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
-    cfg = preflight(args)
+    # Prefect's server (when the environment names none; a profile's URL is checked below, once
+    # Prefect's settings are loaded) starts first, gated: its imports, most of its start-up, run
+    # while the input is checked; it goes on once the input is good, and bad input kills it
+    # before it has touched anything (EmbeddedPrefectServer.release)
+    server = None if api_url_configured() else EmbeddedPrefectServer(gated=True)
+    try:
+        cfg = preflight(args)
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
+    if server is not None:
+        server.release()
     checked = time.monotonic()
-    # the input is good: start Prefect's server (when the environment names none; a profile's
-    # URL is checked below, once Prefect's settings are loaded)
-    server = None if api_url_configured() else EmbeddedPrefectServer()
     from paramaudit.tuning import ray_session, trial_slots
 
     print(f"paramaudit: {cfg.experiment}: "
@@ -179,7 +202,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         with ray_session(cfg.ray, trial_slots(cfg)):
             timings["ray_start"] = time.monotonic() - ray_started
             paramaudit_pipeline, timings["imports"] = loading.result()
-            from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+            from prefect.settings import (
+                PREFECT_API_URL,
+                PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+                get_current_settings,
+                temporary_settings,
+            )
 
             if server is not None and PREFECT_API_URL.value():
                 server.stop()  # the active Prefect profile names a server: the flow reports there
@@ -188,8 +216,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             if server is not None:
                 timings["prefect_server_wait"] = server.wait_ready(
                     get_current_settings().server.ephemeral.startup_timeout_seconds)
-                settings = temporary_settings(updates={PREFECT_API_URL: server.api_url})
+                # no heartbeats: they let a lasting server mark a crashed run, but this server
+                # ends with this process; and a flow run's end waits for the heartbeat thread's
+                # current one-second sleep (half a second on average)
+                settings = temporary_settings(updates={PREFECT_API_URL: server.api_url,
+                                                       PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
             timings["startup"] = time.monotonic() - checked
+            gc.freeze()
+            gc.enable()
             called_at = time.time()
             try:
                 with settings:

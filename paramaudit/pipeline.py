@@ -176,9 +176,12 @@ def preprocess(cfg: PipelineConfig) -> Splits:
     return splits
 
 
-# imported by final training (torch's optimizers import torch._dynamo when first built) and by
-# publishing (the model's MLflow flavour, the plots)
-_LATER_IMPORTS = ("torch._dynamo", "mlflow.pytorch")
+# imported by the search (Ray Tune, in this process the driver), final training (torch's
+# optimizers import torch._dynamo when first built) and publishing (the model's MLflow flavour,
+# the plots)
+_LATER_IMPORTS = ("ray.tune", "torch._dynamo", "mlflow.pytorch")
+_prefetching: list[threading.Thread] = []
+_prefetch_lock = threading.Lock()
 
 
 def _prefetch() -> None:
@@ -195,10 +198,12 @@ def _prefetch() -> None:
 
 
 def prefetch_for_later_steps() -> threading.Thread:
-    """Import what training and publishing need, in a thread, while the search runs.
+    """Import what the search, training and publishing need, in a thread; once per process.
 
-    The driver mostly waits on Ray during the search; these imports (about 2.5 s here) would
-    otherwise run after it, one after another. An import that fails here fails again, with its
+    These imports (about 2.5 s here) would otherwise run in the steps, one after another, while
+    the machine's other cores wait. The CLI starts this as soon as the flow is imported, so they
+    overlap the flow run's creation and the search; a flow run started another way (a
+    deployment) starts it in the search step. An import that fails here fails again, with its
     own error, where the step needs it.
     """
     def run() -> None:
@@ -207,9 +212,12 @@ def prefetch_for_later_steps() -> threading.Thread:
         except Exception:  # the step that needs the module imports it again and reports
             return
 
-    thread = threading.Thread(target=run, name="paramaudit-prefetch", daemon=True)
-    thread.start()
-    return thread
+    with _prefetch_lock:
+        if not _prefetching:
+            thread = threading.Thread(target=run, name="paramaudit-prefetch", daemon=True)
+            thread.start()
+            _prefetching.append(thread)
+        return _prefetching[0]
 
 
 def search(splits: Splits, cfg: PipelineConfig, tracker: Tracker, parent_id: str,

@@ -3,14 +3,16 @@
 With no API URL configured, Prefect starts a temporary server when a flow is first called: it
 imports the whole server application into the calling process (about 2.5 s here), starts it as a
 subprocess and waits about 6 s for it, all before the flow's body runs. The CLI starts that same
-server (the uvicorn command Prefect's ``SubprocessASGIServer`` runs) before it imports torch, Ray,
-MLflow or Prefect, so the server boots while those imports and Ray's start run, and the CLI never
-imports the server application itself. It listens on 127.0.0.1 only and is stopped by PID at exit.
+server (the uvicorn command Prefect's ``SubprocessASGIServer`` runs, with ``create_app`` below
+as its app factory) before it imports torch, Ray, MLflow or Prefect, so the server boots while
+those imports and Ray's start run, and the CLI never imports the server application itself. It
+listens on 127.0.0.1 only and is stopped by PID at exit.
 """
 
 from __future__ import annotations
 
 import atexit
+import gc
 import importlib.util
 import os
 import signal
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 HOST = "127.0.0.1"
+GATE_ENV = "PARAMAUDIT_PREFECT_SERVER_GATE"  # see EmbeddedPrefectServer.release
 
 
 def _free_port() -> int:
@@ -57,11 +60,13 @@ class EmbeddedPrefectServer:
     STARTUP_FAILED = 3
     RETRIES = 3
 
-    def __init__(self) -> None:
+    def __init__(self, gated: bool = False) -> None:
+        """Start it; ``gated``: it imports, then waits for :meth:`release` to go on (see there)."""
         self._log: IO[bytes] = tempfile.TemporaryFile(prefix="paramaudit-prefect-server-")
         self.process: subprocess.Popen[Any] | None = None
         self.port = 0
         self._starts = 0
+        self._gated = gated
         self._launch()
         # atexit, not a finally: Prefect sends its last logs and events while Python shuts its
         # threads down, which happens before atexit handlers run
@@ -75,15 +80,40 @@ class EmbeddedPrefectServer:
         env = dict(os.environ, PREFECT_UI_ENABLED="0", PREFECT__SERVER_EPHEMERAL="1",
                    PREFECT__SERVER_FINAL="1", PREFECT_SERVER_API_HOST=HOST)
         env.pop("PREFECT_API_URL", None)
+        # the app comes from create_app below, so this package must import there as it does here
+        here = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [env.get("PYTHONPATH")])])
+        if self._gated:
+            env[GATE_ENV] = "1"
         self.port = _free_port()
         self._starts += 1
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
-             "prefect.server.api.server:create_app", "--host", HOST, "--port", str(self.port),
+             "paramaudit.prefect_server:create_app", "--host", HOST, "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
-            env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            env=env, stdin=subprocess.PIPE if self._gated else subprocess.DEVNULL,
+            stdout=self._log, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
+
+    def release(self) -> None:
+        """Let a gated server go on from its imports to its database and its port.
+
+        The CLI starts the server gated before it checks the input, so that the server's imports
+        (most of its start-up) overlap the checks; until released the server has touched nothing,
+        so bad input kills it at once (:meth:`stop`) instead of waiting for it to finish importing
+        (uvicorn defers SIGTERM until then), and a first run's Prefect database is never left
+        half-created.
+        """
+        proc, gated = self.process, self._gated
+        self._gated = False  # a relaunch (wait_ready) starts ungated
+        if not gated or proc is None or proc.stdin is None:
+            return
+        try:
+            proc.stdin.write(b"go\n")
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it has exited: wait_ready reports its output
 
     @property
     def api_url(self) -> str:
@@ -119,14 +149,39 @@ class EmbeddedPrefectServer:
         return lines[-1][:300] if lines else "no output"
 
     def stop(self) -> None:
-        """Terminate the server and reap it (SIGKILL after 5 s)."""
+        """Terminate the server and reap it (SIGKILL after 5 s; at once while still gated)."""
         proc, self.process = self.process, None
         if proc is None:
             return
-        proc.terminate()
+        if self._gated:
+            proc.kill()  # still importing or waiting at the gate: it has written nothing
+        else:
+            proc.terminate()
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stdin is not None:
+            proc.stdin.close()
         self._log.close()
+
+
+def create_app() -> Any:
+    """The server process's app factory (uvicorn --factory): Prefect's, with the GC paused.
+
+    The server process spends most of its start-up importing Prefect's server (FastAPI,
+    SQLAlchemy, docket): the same pause as the CLI's (cli.cmd_run) saves about a tenth of it.
+    A gated server (GATE_ENV) then waits for the CLI's go-ahead on stdin; without it (bad input,
+    or the CLI gone) it exits before it creates the app, which opens the database.
+    """
+    gc.disable()
+    try:
+        from prefect.server.api.server import create_app as prefect_app
+
+        if os.environ.get(GATE_ENV) and sys.stdin.readline().strip() != "go":
+            os._exit(0)  # not released: nothing was started, nothing to clean up
+        return prefect_app()
+    finally:
+        gc.freeze()
+        gc.enable()

@@ -5,9 +5,10 @@ CVE-2023-48022), and never probes cloud metadata addresses:
 - Ray's gRPC servers (GCS, raylet, workers, agents) listen on every interface unless the node IP
   is exactly 127.0.0.1, and ``ray.init`` rewrites 127.0.0.1 to the machine's eth0 address; the
   local start keeps 127.0.0.1 by holding back that rewrite for the duration of ``ray.init``.
-- Ray's dashboard head skips its metadata probe only when ``~/ray_bootstrap_config.yaml``
-  exists, so that process alone starts with HOME pointing at a folder this project owns that
-  holds an empty one.
+- Ray's dashboard head (its API server) probes cloud metadata addresses at every start, even
+  with usage stats off; the local start does not start that process at all (_lean_local_node).
+  A cluster started by hand (``ray start``) does start it: it skips the probe only when
+  ``~/ray_bootstrap_config.yaml`` exists, which ``ray_home()`` provides as a HOME to start it with.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ LOCAL_NODE_IP = "127.0.0.1"
 LOOPBACK_NODE_IP = "127.0.0.2"  # for clusters started by hand on this machine (ray start)
 # what every trial imports (torch._dynamo: torch's optimizers import it when first built);
 # scikit-learn only when a trial refits preprocessing, so not here
-WORKER_PRELOAD = ("torch", "torch._dynamo", "ray.tune", "models", "paramaudit.training",
+WORKER_PRELOAD = ("paramaudit.worker_start",  # first: pauses the GC for the imports
+                  "torch", "torch._dynamo", "ray.tune", "models", "paramaudit.training",
                   "paramaudit.tuning", "paramaudit.worker_ready")  # last: marks the worker warm
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
@@ -55,6 +57,10 @@ def ray_environment() -> dict[str, str]:
         "TUNE_DISABLE_STRICT_METRIC_CHECKING": "0",
         "RAY_AIR_NEW_OUTPUT": "0",
         "RAY_TRAIN_V2_ENABLED": "0",
+        # Tune's own per-trial result files (result.json, progress.csv, TensorBoard events):
+        # paramaudit reads a trial's results from its callback and writes them to MLflow, so
+        # these would only be written, on Tune's loop, at every report of every trial
+        "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
         # save the search state at every step, so --resume after a crash reruns no finished trial
         "TUNE_GLOBAL_CHECKPOINT_S": "0",
         # Tune sets this on each trial actor (for PyTorch Lightning); set here, Ray's own
@@ -101,19 +107,46 @@ def _sigterm_as_interrupt(in_main: bool, previous: Any) -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _dashboard_with_own_home(start_process: Callable[..., Any]) -> Callable[..., Any]:
-    """Ray's process launcher, giving the dashboard process HOME=ray_home() and nothing else.
+# Python processes Ray starts on a head node that a local paramaudit Ray never uses (about
+# 3 CPU-s between them while a run starts, on a machine where start-up is CPU-bound): the
+# autoscaler monitor (nothing to autoscale), the log monitor (log_to_driver=False: nobody reads
+# what it streams) and the API server, alias dashboard head (no dashboard or job API: ShadowRay;
+# it is also the process that probes cloud metadata addresses). Ray starts the API server with
+# raise_on_failure=False for include_dashboard=False: a node without one is a state Ray expects.
+_UNUSED_HEAD_PROCESSES = ("start_monitor", "start_log_monitor", "start_api_server")
 
-    Only the process's own environment changes: this process's HOME stays as it was, so the
-    CLI's other threads (imports, settings that read ~) can run while Ray starts.
+
+@contextmanager
+def _lean_local_node() -> Iterator[None]:
+    """While ``ray.init`` starts the local node: loopback only, none of the unused processes.
+
+    - Ray rewrites the node IP 127.0.0.1 to eth0's address (FACTS.md); held back here.
+    - ``_UNUSED_HEAD_PROCESSES`` are not started.
+    - Ray decides whether its dashboard agent loads its full module set by importing aiohttp and
+      the dashboard's other optional dependencies in this process (about 0.5 CPU-s); answering
+      "not installed" gives the agent Ray's minimal mode, the mode every ``ray[tune]`` install
+      without ``ray[default]`` runs in.
     """
-    def start(command: list[str], process_type: str, *args: Any, **kwargs: Any) -> Any:
-        if process_type == "dashboard":
-            kwargs["env_updates"] = {**(kwargs.get("env_updates") or {}),
-                                     "HOME": str(ray_home())}
-        return start_process(command, process_type, *args, **kwargs)
+    from ray._private import node, services, utils
 
-    return start
+    saved = {name: getattr(node.Node, name) for name in _UNUSED_HEAD_PROCESSES}
+    rewrite, check = services.resolve_ip_for_localhost, utils.get_dashboard_dependency_error
+    services.resolve_ip_for_localhost = (
+        lambda host: host if host == LOCAL_NODE_IP else rewrite(host))
+    utils.get_dashboard_dependency_error = lambda: ImportError("not used by paramaudit")
+    for name in saved:
+        setattr(node.Node, name, _not_started)
+    try:
+        yield
+    finally:
+        services.resolve_ip_for_localhost = rewrite
+        utils.get_dashboard_dependency_error = check
+        for name, method in saved.items():
+            setattr(node.Node, name, method)
+
+
+def _not_started(*_: Any, **__: Any) -> None:
+    """Stands in for a Ray ``Node.start_*`` method while the local node starts."""
 
 
 @contextmanager
@@ -144,18 +177,12 @@ def ray_session(cfg: RayConfig, slots: int | None = None) -> Iterator[dict[str, 
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, **extra)
         started = False
     else:
-        from ray._private import services
-
         # a stale RAY_ADDRESS or cluster file must not hijack the embedded instance
         os.environ.pop("RAY_ADDRESS", None)
-        rewrite, start_process = services.resolve_ip_for_localhost, services.start_ray_process
-        services.resolve_ip_for_localhost = (
-            lambda host: host if host == LOCAL_NODE_IP else rewrite(host))
-        services.start_ray_process = _dashboard_with_own_home(start_process)
         ready_dir = tempfile.mkdtemp(prefix="paramaudit-ray-warm-")
         os.environ[READY_DIR_ENV] = ready_dir  # Ray's processes inherit it; see worker_ready
         num_cpus = cfg.num_cpus or min(os.cpu_count() or 1, slots or os.cpu_count() or 1)
-        try:
+        with _lean_local_node():
             ray.init(
                 address="local",
                 num_cpus=num_cpus,
@@ -169,10 +196,7 @@ def ray_session(cfg: RayConfig, slots: int | None = None) -> Iterator[dict[str, 
                 _system_config={"preload_python_modules": list(WORKER_PRELOAD),
                                 "kill_idle_workers_interval_ms": 0, "enable_worker_prestart": True},
             )
-            _LOCAL_RAY.update(started=True, workers=num_cpus, ready_dir=ready_dir)
-        finally:
-            services.resolve_ip_for_localhost = rewrite
-            services.start_ray_process = start_process
+        _LOCAL_RAY.update(started=True, workers=num_cpus, ready_dir=ready_dir)
         started = True
     _LOCAL_RAY["address"] = address or "local"
     try:
@@ -206,10 +230,26 @@ class _StateCopyRace(logging.Filter):
         return True
 
 
-def _quiet_state_copy_race() -> None:
-    log = logging.getLogger("ray.tune.execution.experiment_state")
-    if not any(isinstance(f, _StateCopyRace) for f in log.filters):
-        log.addFilter(_StateCopyRace())
+class _NoResultFiles(logging.Filter):
+    """Drops Tune's warning that its per-trial result files are missing: they are not written.
+
+    At the end of a search Tune reads every trial's result.json or progress.csv into a data frame
+    for its ExperimentAnalysis, which paramaudit does not use (a trial's results reach it through
+    its callback, and MLflow); with those files off (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS, see
+    ray_environment) Tune warns once per search with a line for every trial.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to fetch metrics for")
+
+
+def _quiet_tune() -> None:
+    """Install the two filters above on Tune's loggers (once)."""
+    for name, kind in (("ray.tune.execution.experiment_state", _StateCopyRace),
+                       ("ray.tune.analysis.experiment_analysis", _NoResultFiles)):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in log.filters):
+            log.addFilter(kind())
 
 
 @contextmanager
@@ -240,6 +280,37 @@ def _plain_trial_actors() -> Iterator[None]:
     finally:
         defaults.update(saved_defaults)
         propagated.update(saved_propagated)
+
+
+@contextmanager
+def _started_actors_kept() -> Iterator[None]:
+    """Keep Tune from stopping a trial's actor that already holds a worker, to give it a cached one.
+
+    With actor reuse, Tune caches the actor of a trial that finished and hands it to a trial
+    still waiting for its own actor, stopping that one. When the waiting actor is only a request
+    for resources, that saves starting it; but when it already got them, it is being created in
+    an idle, pre-warmed worker, and stopping it ends that worker's process: a later actor needs a
+    new process (Python, torch and Ray Tune imported again, 3-5 s here) and the search runs a
+    slot short meanwhile. Measured on 32 tiny trials: in about 1 run in 4, that doubled the
+    per-trial overhead (0.1 to 0.3 s). While the search runs, such a trial keeps its actor and
+    the cached one goes to the next trial. Tune has no setting for this.
+    """
+    from ray.tune.execution.tune_controller import TuneController
+
+    reuse = TuneController._maybe_reuse_cached_actor
+
+    def keep_started(self: Any, trial: Any) -> bool:
+        actor = self._trial_to_actor.get(trial)
+        if (actor is not None and trial not in self._resetting_trials
+                and self._actor_manager.is_actor_started(actor)):
+            return False
+        return bool(reuse(self, trial))
+
+    TuneController._maybe_reuse_cached_actor = keep_started  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        TuneController._maybe_reuse_cached_actor = reuse  # type: ignore[method-assign]
 
 
 def wait_for_warm_workers(wanted: int | None = None, timeout: float = 60.0) -> float:
@@ -854,11 +925,11 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
             fn, param_space=space, run_config=run_config,
             tune_config=_tune_config(cfg, search.trials,
                                      _search_alg(search, cfg.seed, metric, mode)))
-    _quiet_state_copy_race()
+    _quiet_tune()
     warmup = wait_for_warm_workers(trial_slots(cfg))
     try:
         with _ending_open_runs(logger):
-            with _plain_trial_actors():
+            with _plain_trial_actors(), _started_actors_kept():
                 tuner.fit()
             if resume:
                 _top_up(tune, fn, space, cfg, logger, stopper.as_tune_stopper(), storage, say)
@@ -955,7 +1026,7 @@ def _top_up(tune: Any, fn: Any, space: dict[str, Any], cfg: PipelineConfig, logg
                                   max_concurrent=max_concurrent(search) or 0)
     tuner = tune.Tuner(fn, param_space=space, tune_config=_tune_config(cfg, missing, draws),
                        run_config=_run_config(f"search-topup-{done}", storage, logger, stop))
-    with _plain_trial_actors():
+    with _plain_trial_actors(), _started_actors_kept():
         tuner.fit()
 
 

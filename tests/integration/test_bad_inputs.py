@@ -1,8 +1,9 @@
 """Every bad input of the corpus in tests/data/bad/, run through the command line.
 
-Each case must fail in preflight, before Prefect, Ray or MLflow start: exit code 2, exactly one
-line on stderr naming the file or field, no traceback (``--debug`` shows one), no output JSON,
-and no MLflow run left RUNNING. tests/data/bad/README.md lists the cases.
+Each case must fail in preflight, before Ray or MLflow start and before Prefect's server (started
+gated, to import meanwhile) goes on to its database: exit code 2, exactly one line on stderr
+naming the file or field, no traceback (``--debug`` shows one), no output JSON, and no MLflow run
+left RUNNING. tests/data/bad/README.md lists the cases.
 """
 
 from __future__ import annotations

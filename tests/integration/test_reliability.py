@@ -36,6 +36,13 @@ def _descendants(root: int) -> set[int]:
     return found
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
+
+
 def _statuses(db: Path) -> dict[str, str]:
     with sqlite3.connect(db) as con:
         return dict(con.execute(
@@ -135,6 +142,14 @@ def test_local_ray_listens_on_loopback_only_and_has_no_dashboard() -> None:
     before = srv.listeners()
     with ray_session(RayConfig(num_cpus=1)):
         opened = srv.listeners() - before
+        commands = [_cmdline(pid) for pid in _descendants(os.getpid())]
+        # the node runs: GCS, raylet, its agents; not the monitors or the dashboard head (the
+        # process that would serve the job API and probe cloud metadata addresses)
+        assert any("gcs_server" in c for c in commands) and any("raylet" in c for c in commands)
+        for unused in ("autoscaler/_private/monitor.py", "log_monitor.py", "dashboard/dashboard.py"):
+            assert not [c for c in commands if unused in c], unused
+        agents = [c for c in commands if "dashboard/agent.py" in c]
+        assert agents and all("--minimal" in c for c in agents), agents
         for host in ("127.0.0.1", "127.0.0.2"):
             with pytest.raises(OSError):
                 urllib.request.urlopen(f"http://{host}:8265/api/jobs/", timeout=3)

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import cli_env, paramaudit_cmd
@@ -21,7 +22,7 @@ from paramaudit.prefect_server import EmbeddedPrefectServer
 
 pytestmark = pytest.mark.integration
 
-SERVER_APP = "prefect.server.api.server:create_app"
+SERVER_APP = "paramaudit.prefect_server:create_app"  # Prefect's app, imported GC-paused
 
 
 def _servers_with_home(home: Path) -> list[int]:
@@ -66,6 +67,60 @@ def test_embedded_server_answers_on_loopback_only_and_stops_by_pid(prefect_home:
     server.stop()  # a second stop is harmless
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_gated_server_waits_for_release_and_is_killed_untouched_without_it(
+        prefect_home: Path) -> None:
+    held = EmbeddedPrefectServer(gated=True)
+    assert held.process is not None
+    pid = held.process.pid
+    # its imports done, it waits on stdin: its CPU time stops growing (bounded wait)
+    deadline, last = time.monotonic() + 120, -1.0
+    while time.monotonic() < deadline:
+        now = _cpu_seconds(pid)
+        if now == last and now > 0.5:
+            break
+        last = now
+        time.sleep(1.0)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{held.api_url}/health", timeout=2)
+    started = time.monotonic()
+    held.stop()
+    assert srv.wait_gone(pid) and time.monotonic() - started < 5
+    assert not (prefect_home / "prefect.db").exists()  # never created: it never went on
+
+    released = EmbeddedPrefectServer(gated=True)
+    try:
+        released.release()
+        released.wait_ready(timeout=120)
+        assert (prefect_home / "prefect.db").exists()
+    finally:
+        released.stop()
+
+
+def test_bad_input_kills_the_server_that_imported_during_the_checks(tmp_path: Path) -> None:
+    """The CLI starts the server gated before it checks the input; bad input kills it."""
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n3,4\n")
+    home = tmp_path / "prefect-home"
+    proc = subprocess.Popen(paramaudit_cmd() + ["run", "--data", "data.csv", "--target", "y"],
+                            cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    seen: set[int] = set()
+    while proc.poll() is None:
+        seen.update(_servers_with_home(home))
+        time.sleep(0.01)
+    _, err = proc.communicate()
+    assert proc.returncode == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "'y'" in lines[0], err
+    assert seen, "no Prefect server was seen while the input was checked"
+    assert all(srv.wait_gone(pid) for pid in seen)
+    assert not (home / "prefect.db").exists()
+
+
 def test_embedded_server_exits_with_its_parent_even_on_sigkill(prefect_home: Path) -> None:
     parent = subprocess.Popen(
         [sys.executable, "-c",
@@ -104,20 +159,25 @@ def test_a_server_not_ready_in_time_is_stopped_and_reported(prefect_home: Path) 
     assert srv.wait_gone(pid)
 
 
-def test_trials_run_in_the_workers_ray_started_before_the_search(workdir: Path) -> None:
+def _iris_search(workdir: Path, trials: int, max_concurrent: int) -> tuple[Any, ...]:
+    """A search of 1-epoch iris trials: its config, splits and tracker."""
     from paramaudit.config import build_config
     from paramaudit.pipeline import preprocess
     from paramaudit.tracking import Tracker
-    from paramaudit.tuning import ray_session, run_search, trial_slots
 
     cfg = build_config({
         "experiment": "warm", "data": {"dataset": "iris"},
-        "search": {"trials": 3, "max_concurrent": 1, "scheduler": "none"},
+        "search": {"trials": trials, "max_concurrent": max_concurrent, "scheduler": "none"},
         "train": {"max_epochs": 1},
         "tracking": {"tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}"},
     }).effective()
-    splits = preprocess(cfg)
-    tracker = Tracker(cfg.tracking, cfg.experiment)
+    return cfg, preprocess(cfg), Tracker(cfg.tracking, cfg.experiment)
+
+
+def test_trials_run_in_the_workers_ray_started_before_the_search(workdir: Path) -> None:
+    from paramaudit.tuning import ray_session, run_search, trial_slots
+
+    cfg, splits, tracker = _iris_search(workdir, trials=3, max_concurrent=1)
     with tracker.parent_run("warm", {}) as parent, ray_session(cfg.ray, trial_slots(cfg)) as info:
         assert info["cpus"] == 1  # one trial at a time: one CPU, one pre-started worker
         with ray_session(cfg.ray) as nested:  # the flow's own session, inside the CLI's
@@ -131,21 +191,56 @@ def test_trials_run_in_the_workers_ray_started_before_the_search(workdir: Path) 
     assert pids <= workers, (pids, workers)
 
 
+def test_a_search_of_quick_trials_keeps_its_warm_workers_and_writes_no_tune_result_files(
+        workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Trials quicker than an actor's start: Tune must not stop an actor that holds a warm worker.
+
+    Tune hands a finished trial's cached actor to a trial whose own actor is still being
+    created, and stops that one; its worker process ends with it, and the next actor waits for
+    a fresh process's imports (tuning._started_actors_kept). Without that fix this failed in 3
+    runs of 6.
+    """
+    from paramaudit.tuning import ray_session, run_search, trial_slots
+
+    cfg, splits, tracker = _iris_search(workdir, trials=24, max_concurrent=2)
+    with tracker.parent_run("quick", {}) as parent, ray_session(cfg.ray, trial_slots(cfg)) as info:
+        assert info["cpus"] == 2
+        workers = _ray_workers(2)
+        outcome = run_search(splits, cfg, tracker, parent, workdir / "tune", say=lambda _m: None)
+    assert len(outcome.trials) == 24 and all(t.status == "TERMINATED" for t in outcome.trials)
+    # both pre-started workers ran trials, and nothing else did: neither lost its actor unused
+    pids = {t.worker_pid for t in outcome.trials}
+    assert pids == workers, (pids, workers)
+    # Tune's own result files are off (MLflow has the results), and Tune does not warn of them
+    written = {f.name for f in (workdir / "tune").rglob("*") if f.is_file()}
+    assert not written & {"result.json", "progress.csv", "params.json"}, written
+    assert not any(f.startswith("events.out.tfevents") for f in written), written
+    assert "Failed to fetch metrics" not in caplog.text
+
+
+def _python_workers() -> set[int]:
+    """PIDs of the local Ray's Python worker processes, idle or running an actor, right now."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        agent = cmd.startswith((b"ray::DashboardAgent", b"ray::RuntimeEnvAgent"))
+        raylet = cmd.split(b" ", 1)[0].endswith(b"raylet")  # its command line names the worker's
+        if not agent and not raylet and (cmd.startswith(b"ray::") or b"default_worker.py" in cmd):
+            found.add(int(entry.name))
+    return found
+
+
 def _ray_workers(wanted: int, within: float = 60.0) -> set[int]:
     """PIDs of the local Ray's worker processes, once ``wanted`` of them have started."""
     deadline = time.monotonic() + within
     found: set[int] = set()
     while time.monotonic() < deadline:
-        found = set()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if b"default_worker.py" in cmd or cmd.startswith(b"ray::IDLE"):
-                found.add(int(entry.name))
+        found = _python_workers()
         if len(found) >= wanted:
             return found
         time.sleep(0.1)

@@ -163,26 +163,23 @@ def test_trial_slots_is_what_the_search_can_run_at_once() -> None:
     assert trial_slots(grid_with_model) == 4
 
 
-def test_only_rays_dashboard_process_gets_its_own_home() -> None:
-    import os
+def test_lean_local_node_patches_ray_only_while_it_starts() -> None:
+    from ray._private import node, services, utils
 
-    from paramaudit.tuning import _dashboard_with_own_home
+    from paramaudit.tuning import _UNUSED_HEAD_PROCESSES, _lean_local_node
 
-    calls: list[tuple] = []
-
-    def launcher(command: list[str], process_type: str, *args: object, **kwargs: object) -> str:
-        calls.append((process_type, kwargs.get("env_updates")))
-        return process_type
-
-    start = _dashboard_with_own_home(launcher)
-    home_before = os.environ.get("HOME")
-    assert start(["x"], "dashboard", fate_share=True) == "dashboard"
-    assert start(["x"], "raylet", env_updates={"A": "1"}) == "raylet"
-    assert start(["x"], "dashboard", env_updates={"A": "1"}) == "dashboard"
-    assert calls[0] == ("dashboard", {"HOME": str(ray_home())})
-    assert calls[1] == ("raylet", {"A": "1"})
-    assert calls[2] == ("dashboard", {"A": "1", "HOME": str(ray_home())})
-    assert os.environ.get("HOME") == home_before  # this process's environment is untouched
+    before = {name: getattr(node.Node, name) for name in _UNUSED_HEAD_PROCESSES}
+    rewrite, check = services.resolve_ip_for_localhost, utils.get_dashboard_dependency_error
+    with pytest.raises(RuntimeError, match="ray.init failed"), _lean_local_node():
+        assert services.resolve_ip_for_localhost("127.0.0.1") == "127.0.0.1"
+        assert isinstance(utils.get_dashboard_dependency_error(), ImportError)
+        for name in _UNUSED_HEAD_PROCESSES:
+            assert getattr(node.Node, name) is not before[name]
+            assert getattr(node.Node, name)(object()) is None  # starts nothing
+        raise RuntimeError("ray.init failed")
+    assert {name: getattr(node.Node, name) for name in _UNUSED_HEAD_PROCESSES} == before
+    assert services.resolve_ip_for_localhost is rewrite
+    assert utils.get_dashboard_dependency_error is check
 
 
 def test_trial_actors_drop_tunes_runtime_env_only_on_our_own_ray() -> None:
@@ -232,6 +229,52 @@ def test_tunes_state_copy_race_is_one_line_and_other_errors_keep_their_traceback
     other = record(PermissionError("denied"))
     assert _StateCopyRace().filter(other)
     assert other.levelno == logging.ERROR and other.exc_info is not None
+
+
+def test_tunes_missing_result_files_warning_is_dropped_and_nothing_else() -> None:
+    import logging
+
+    from paramaudit.tuning import _NoResultFiles
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("ray.tune.analysis.experiment_analysis", logging.WARNING,
+                                 __file__, 1, msg, None, None)
+
+    assert not _NoResultFiles().filter(record("Failed to fetch metrics for 2 trial(s):\n- a"))
+    assert _NoResultFiles().filter(record("No checkpoints have been found for trial t."))
+
+
+def test_a_trial_keeps_an_actor_that_holds_a_worker_and_waits_otherwise() -> None:
+    from ray.tune.execution.tune_controller import TuneController
+
+    from paramaudit.tuning import _started_actors_kept
+
+    reuse = TuneController._maybe_reuse_cached_actor
+    calls: list[str] = []
+    started, pending = object(), object()
+
+    class Controller:
+        _resetting_trials: set[str] = {"resetting"}
+        _trial_to_actor = {"has_started": started, "has_pending": pending,
+                           "resetting": started}
+        _actor_manager = SimpleNamespace(is_actor_started=lambda actor: actor is started)
+
+    def fake_reuse(self: object, trial: str) -> bool:
+        calls.append(trial)
+        return True
+
+    TuneController._maybe_reuse_cached_actor = fake_reuse  # type: ignore[method-assign]
+    try:
+        with _started_actors_kept():
+            keep = TuneController._maybe_reuse_cached_actor
+            assert keep(Controller(), "has_started") is False  # keeps its own, being created
+            assert keep(Controller(), "has_pending") is True  # only a request: reuse
+            assert keep(Controller(), "no_actor") is True
+            assert keep(Controller(), "resetting") is True  # Tune's own case, unchanged
+        assert calls == ["has_pending", "no_actor", "resetting"]
+        assert TuneController._maybe_reuse_cached_actor is fake_reuse
+    finally:
+        TuneController._maybe_reuse_cached_actor = reuse  # type: ignore[method-assign]
 
 
 # -- the trial logger: MLflow writes behind Ray Tune's loop ---------------------------------------
