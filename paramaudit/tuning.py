@@ -297,7 +297,8 @@ def _started_actors_kept() -> Iterator[None]:
     """
     from ray.tune.execution.tune_controller import TuneController
 
-    reuse = TuneController._maybe_reuse_cached_actor
+    name = "_maybe_reuse_cached_actor"  # swapped like _lean_local_node's: setattr, restored
+    reuse = getattr(TuneController, name)
 
     def keep_started(self: Any, trial: Any) -> bool:
         actor = self._trial_to_actor.get(trial)
@@ -306,11 +307,11 @@ def _started_actors_kept() -> Iterator[None]:
             return False
         return bool(reuse(self, trial))
 
-    TuneController._maybe_reuse_cached_actor = keep_started  # type: ignore[method-assign]
+    setattr(TuneController, name, keep_started)
     try:
         yield
     finally:
-        TuneController._maybe_reuse_cached_actor = reuse  # type: ignore[method-assign]
+        setattr(TuneController, name, reuse)
 
 
 def wait_for_warm_workers(wanted: int | None = None, timeout: float = 60.0) -> float:

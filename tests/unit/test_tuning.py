@@ -244,12 +244,12 @@ def test_tunes_missing_result_files_warning_is_dropped_and_nothing_else() -> Non
     assert _NoResultFiles().filter(record("No checkpoints have been found for trial t."))
 
 
-def test_a_trial_keeps_an_actor_that_holds_a_worker_and_waits_otherwise() -> None:
+def test_a_trial_keeps_an_actor_that_holds_a_worker_and_waits_otherwise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     from ray.tune.execution.tune_controller import TuneController
 
     from paramaudit.tuning import _started_actors_kept
 
-    reuse = TuneController._maybe_reuse_cached_actor
     calls: list[str] = []
     started, pending = object(), object()
 
@@ -263,18 +263,15 @@ def test_a_trial_keeps_an_actor_that_holds_a_worker_and_waits_otherwise() -> Non
         calls.append(trial)
         return True
 
-    TuneController._maybe_reuse_cached_actor = fake_reuse  # type: ignore[method-assign]
-    try:
-        with _started_actors_kept():
-            keep = TuneController._maybe_reuse_cached_actor
-            assert keep(Controller(), "has_started") is False  # keeps its own, being created
-            assert keep(Controller(), "has_pending") is True  # only a request: reuse
-            assert keep(Controller(), "no_actor") is True
-            assert keep(Controller(), "resetting") is True  # Tune's own case, unchanged
-        assert calls == ["has_pending", "no_actor", "resetting"]
-        assert TuneController._maybe_reuse_cached_actor is fake_reuse
-    finally:
-        TuneController._maybe_reuse_cached_actor = reuse  # type: ignore[method-assign]
+    monkeypatch.setattr(TuneController, "_maybe_reuse_cached_actor", fake_reuse)
+    with _started_actors_kept():
+        keep = TuneController._maybe_reuse_cached_actor
+        assert keep(Controller(), "has_started") is False  # keeps its own, being created
+        assert keep(Controller(), "has_pending") is True  # only a request: reuse
+        assert keep(Controller(), "no_actor") is True
+        assert keep(Controller(), "resetting") is True  # Tune's own case, unchanged
+    assert calls == ["has_pending", "no_actor", "resetting"]
+    assert TuneController._maybe_reuse_cached_actor is fake_reuse
 
 
 # -- the trial logger: MLflow writes behind Ray Tune's loop ---------------------------------------
