@@ -10,12 +10,22 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import reprlib
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from paramaudit.errors import ConfigError
 
@@ -24,29 +34,75 @@ OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw", "rmsprop")
 ACTIVATIONS = ("relu", "gelu", "tanh", "leaky_relu", "silu", "elu")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
 
+# Bounds on what a config may ask: each is far above what a real run needs, and far below what
+# would never finish (or never load). Errors state them.
+MAX_CONFIG_BYTES = 1 << 20  # a config file
+MAX_CONFIG_NODES = 100_000  # values once YAML aliases are expanded (a real config has ~100)
+MAX_CONFIG_DEPTH = 32  # nesting (a real config nests 6 deep)
+MAX_TRIALS = 10_000  # search.trials, and the trials a grid search plans
+MAX_EPOCHS = 10_000  # train.max_epochs, train.patience, search.grace_period
+MAX_CHOICES = 1_000  # values of one {choice: [...]}
+QUOTE_LIMIT = 80  # characters of a user's value an error message quotes
+HINT_LIMIT = 64  # longer values get no did-you-mean (difflib is quadratic, and no key is that long)
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = QUOTE_LIMIT
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 2, 4, 3
+
+
+def _digits(value: int) -> int:
+    # an estimate: str() of an int above 4,300 digits raises (CPython's int_max_str_digits)
+    return int(value.bit_length() * math.log10(2)) + 1
+
+
+def quote(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` for an error message, cut to about ``limit`` characters whatever its size."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}... ({len(value):,} characters)"
+    if isinstance(value, int) and not isinstance(value, bool) and _digits(value) > 30:
+        return f"an integer of about {_digits(value):,} digits"
+    text = _REPR.repr(value)
+    return text if len(text) <= 2 * limit else f"{text[:limit]}..."
+
+
+def _hint(value: Any, options: Any, cutoff: float = 0.6) -> str | None:
+    """The closest option to a short string, for did-you-mean; None for anything else."""
+    if not isinstance(value, str) or len(value) > HINT_LIMIT:
+        return None
+    close = difflib.get_close_matches(value, list(options), n=1, cutoff=cutoff)
+    return close[0] if close else None
+
 
 def _positive_float(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-        raise ValueError(f"must be a positive number, got {v!r}")
+        raise ValueError(f"must be a positive number, got {quote(v)}")
     return float(v)
 
 
 def _nonneg_float(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-        raise ValueError(f"must be a number >= 0, got {v!r}")
+        raise ValueError(f"must be a number >= 0, got {quote(v)}")
     return float(v)
 
 
 def _unit_interval(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1:
-        raise ValueError(f"must be a number in [0, 1), got {v!r}")
+        raise ValueError(f"must be a number in [0, 1), got {quote(v)}")
     return float(v)
 
 
-def _int_at_least(low: int) -> Callable[[Any], int]:
+def _too_large(v: int, high: int) -> ValueError:
+    return ValueError(f"must be at most {high:,} (more than any real run needs), got {quote(v)}")
+
+
+def _int_at_least(low: int, high: int) -> Callable[[Any], int]:
     def check(v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ValueError(f"must be an integer >= {low}, got {v!r}")
+            raise ValueError(f"must be an integer >= {low}, got {quote(v)}")
+        if v > high:
+            raise _too_large(v, high)
         return v
 
     return check
@@ -55,37 +111,48 @@ def _int_at_least(low: int) -> Callable[[Any], int]:
 def _one_of(options: tuple[str, ...]) -> Callable[[Any], str]:
     def check(v: Any) -> str:
         if v not in options:
-            hint = difflib.get_close_matches(str(v), options, n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ValueError(f"unknown value {v!r}{extra}; expected one of {', '.join(options)}")
+            hint = _hint(v, options)
+            extra = f" (did you mean {hint!r}?)" if hint else ""
+            raise ValueError(f"unknown value {quote(v)}{extra}; expected one of {', '.join(options)}")
         return v
 
     return check
 
 
-def _odd_at_least_1(v: Any) -> int:
+MAX_KERNEL = 31
+
+
+def _odd_kernel(v: Any) -> int:
     # the CNN pads by kernel_size // 2 to keep the image size, which needs an odd kernel
     if isinstance(v, bool) or not isinstance(v, int) or v < 1 or v % 2 == 0:
-        raise ValueError(f"must be an odd integer >= 1 (1, 3, 5, ...), got {v!r}")
+        raise ValueError(f"must be an odd integer >= 1 (1, 3, 5, ...), got {quote(v)}")
+    if v > MAX_KERNEL:
+        raise _too_large(v, MAX_KERNEL)
     return v
+
+
+def _choices(values: list[Any]) -> list[Any]:
+    if len(values) > MAX_CHOICES:
+        raise ValueError(f"a choice of {len(values):,} values; at most {MAX_CHOICES:,}")
+    return values
 
 
 # Every hyperparameter the search may set, with the check a value must pass and its default.
 # These are hyperparameters (set before training), never the parameters training learns.
 HYPERPARAMETERS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "learning_rate": (_positive_float, 1e-3),
-    "batch_size": (_int_at_least(1), 64),
-    "num_layers": (_int_at_least(0), 2),
-    "hidden_size": (_int_at_least(1), 128),
+    "batch_size": (_int_at_least(1, 1_000_000), 64),
+    "num_layers": (_int_at_least(0, 64), 2),
+    "hidden_size": (_int_at_least(1, 65_536), 128),
     "dropout": (_unit_interval, 0.0),
     "weight_decay": (_nonneg_float, 0.0),
     "optimizer": (_one_of(OPTIMIZERS), "adam"),
     "momentum": (_unit_interval, 0.9),
     "activation": (_one_of(ACTIVATIONS), "relu"),
     # the small CNN's architecture (model: cnn)
-    "channels": (_int_at_least(1), 16),
-    "kernel_size": (_odd_at_least_1, 3),
-    "conv_layers": (_int_at_least(1), 2),
+    "channels": (_int_at_least(1, 65_536), 16),
+    "kernel_size": (_odd_kernel, 3),
+    "conv_layers": (_int_at_least(1, 64), 2),
 }
 CONTINUOUS = ("uniform", "loguniform")
 
@@ -96,13 +163,14 @@ def _check_distribution(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"a sampled value is a one-key mapping ({', '.join(DISTRIBUTIONS)})")
     (kind, args), = spec.items()
     if kind not in DISTRIBUTIONS:
-        hint = difflib.get_close_matches(str(kind), DISTRIBUTIONS, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ValueError(f"unknown distribution {kind!r}{extra}; expected {', '.join(DISTRIBUTIONS)}")
+        hint = _hint(kind, DISTRIBUTIONS)
+        extra = f" (did you mean {hint!r}?)" if hint else ""
+        raise ValueError(f"unknown distribution {quote(kind)}{extra}; "
+                         f"expected {', '.join(DISTRIBUTIONS)}")
     if not isinstance(args, list) or not args:
         raise ValueError(f"{kind} takes a non-empty list")
     if kind == "choice":
-        return {kind: [check(v) for v in args]}
+        return {kind: [check(v) for v in _choices(args)]}
     if len(args) != 2:
         raise ValueError(f"{kind} takes [low, high]")
     low, high = (check(v) for v in args)
@@ -144,7 +212,8 @@ class DataConfig(_Strict):
     target: str | None = None
     val_size: float = Field(0.2, gt=0, lt=1)
     test_size: float = Field(0.2, gt=0, lt=1)
-    max_rows: int | None = Field(None, ge=10, description="subsample to at most this many rows")
+    max_rows: int | None = Field(None, ge=10, le=10**12,
+                                 description="subsample to at most this many rows")
     categorical: Literal["error", "onehot"] = "error"
     image_shape: list[int] | None = Field(
         None, description="declare CSV features as images: [channels, height, width]")
@@ -152,8 +221,8 @@ class DataConfig(_Strict):
     @field_validator("image_shape")
     @classmethod
     def _image(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and (len(v) != 3 or any(d < 1 for d in v)):
-            raise ValueError("image_shape is [channels, height, width], each >= 1")
+        if v is not None and (len(v) != 3 or any(not 1 <= d <= 65_536 for d in v)):
+            raise ValueError("image_shape is [channels, height, width], each from 1 to 65,536")
         return v
 
     @model_validator(mode="before")
@@ -196,7 +265,7 @@ def _choice_or_value(value: Any, check: Callable[[Any], Any], what: str) -> Any:
     if isinstance(value, Mapping):
         if set(value) != {"choice"} or not isinstance(value["choice"], list) or not value["choice"]:
             raise ValueError(f"{what}: a searched value is {{choice: [...]}} with a non-empty list")
-        return {"choice": [check(v) for v in value["choice"]]}
+        return {"choice": [check(v) for v in _choices(value["choice"])]}
     return check(value)
 
 
@@ -204,17 +273,18 @@ def _pca(v: Any) -> Any:
     if v is None or v == "none":
         return None
     if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ValueError(f"must be none, a number of components or a variance fraction, got {v!r}")
-    if isinstance(v, int) and v >= 1:
+        raise ValueError(f"must be none, a number of components or a variance fraction, got {quote(v)}")
+    if isinstance(v, int) and 1 <= v <= 1_000_000:
         return v
     if isinstance(v, float) and 0 < v <= 1:
         return v
-    raise ValueError(f"must be an integer >= 1 or a fraction of variance in (0, 1], got {v!r}")
+    raise ValueError(f"must be an integer from 1 to 1,000,000 or a fraction of variance in (0, 1], "
+                     f"got {quote(v)}")
 
 
 def _boolean(v: Any) -> bool:
     if not isinstance(v, bool):
-        raise ValueError(f"must be true or false, got {v!r}")
+        raise ValueError(f"must be true or false, got {quote(v)}")
     return v
 
 
@@ -255,13 +325,13 @@ class SearchConfig(_Strict):
     """The hyperparameter search: algorithm, budget, scheduler and space."""
 
     algorithm: Literal["random", "grid", "bayes"] = "random"
-    trials: int = Field(16, ge=1)
+    trials: int = Field(16, ge=1, le=MAX_TRIALS)
     scheduler: Literal["asha", "none"] = "asha"
-    grace_period: int = Field(3, ge=1)
-    reduction_factor: int = Field(3, ge=2)
-    max_concurrent: int | None = Field(None, ge=1)
+    grace_period: int = Field(3, ge=1, le=MAX_EPOCHS)
+    reduction_factor: int = Field(3, ge=2, le=1_000)
+    max_concurrent: int | None = Field(None, ge=1, le=MAX_TRIALS)
     metric: Literal["val_loss", "val_accuracy"] = "val_loss"
-    max_params: int | None = Field(None, ge=1)
+    max_params: int | None = Field(None, ge=1, le=10**15)
     max_params_per_sample: float | None = Field(None, gt=0)
     cv_folds: int | None = Field(None, ge=2, le=20, description="k-fold cross-validation per trial")
     space: dict[str, Any] = Field(default_factory=lambda: copy.deepcopy(DEFAULT_SPACE))
@@ -274,9 +344,9 @@ class SearchConfig(_Strict):
         checked: dict[str, Any] = {}
         for name, value in space.items():
             if name not in HYPERPARAMETERS:
-                hint = difflib.get_close_matches(name, HYPERPARAMETERS, n=1)
-                extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise ValueError(f"unknown hyperparameter {name!r}{extra}")
+                hint = _hint(name, HYPERPARAMETERS)
+                extra = f" (did you mean {hint!r}?)" if hint else ""
+                raise ValueError(f"unknown hyperparameter {quote(name)}{extra}")
             try:
                 if isinstance(value, Mapping):
                     checked[name] = _check_distribution(name, value)
@@ -305,8 +375,8 @@ class SearchConfig(_Strict):
 class TrainConfig(_Strict):
     """Training budget for trials and for the final model."""
 
-    max_epochs: int = Field(30, ge=1)
-    patience: int = Field(5, ge=1)
+    max_epochs: int = Field(30, ge=1, le=MAX_EPOCHS)
+    patience: int = Field(5, ge=1, le=MAX_EPOCHS)
 
 
 class AuditConfig(_Strict):
@@ -315,7 +385,7 @@ class AuditConfig(_Strict):
     max_gap: float = Field(0.05, ge=0, description="train accuracy - val accuracy")
     max_loss_ratio: float | None = Field(None, gt=1, description="val loss / train loss")
     divergence_tolerance: float = Field(0.10, ge=0, description="relative rise above min val loss")
-    divergence_epochs: int = Field(3, ge=1)
+    divergence_epochs: int = Field(3, ge=1, le=MAX_EPOCHS)
     max_selection_optimism: float = Field(0.03, ge=0, description="val accuracy - test accuracy")
     max_params_per_sample: float = Field(100.0, gt=0)
     max_fold_spread: float = Field(0.05, ge=0)
@@ -336,14 +406,14 @@ class RayConfig(_Strict):
     """Ray: an existing cluster's address, or the size of the local instance."""
 
     address: str | None = None
-    num_cpus: int | None = Field(None, ge=1)
-    object_store_memory: int | None = Field(None, ge=78_643_200)
+    num_cpus: int | None = Field(None, ge=1, le=4_096)
+    object_store_memory: int | None = Field(None, ge=78_643_200, le=1 << 42)  # 75 MiB to 4 TiB
 
 
 class PipelineConfig(_Strict):
     """The whole pipeline, as validated once at the edge and passed around typed."""
 
-    experiment: str = Field("paramaudit", min_length=1)
+    experiment: str = Field("paramaudit", min_length=1, max_length=500)  # MLflow's own limit
     seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy and scikit-learn take 0..2**32-1")
     smoke: bool = False
     model: Any = "mlp"
@@ -354,6 +424,38 @@ class PipelineConfig(_Strict):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded_input(cls, values: Any, info: ValidationInfo) -> Any:
+        # Prefect's flow parameters come here without build_config, which measured already
+        if isinstance(values, Mapping) and not (info.context or {}).get("measured"):
+            check_config_size(values)
+        return values
+
+    @model_validator(mode="after")
+    def _bounded_grid(self) -> PipelineConfig:
+        if self.search.algorithm != "grid":
+            return self
+        # what tuning.planned_trials will compute: trials x the size of every searched choice
+        sizes = {name: len(value["choice"]) for name, value in self.search.space.items()
+                 if isinstance(value, dict) and "choice" in value}
+        if isinstance(self.model, dict):
+            sizes["model"] = len(self.model["choice"])
+        sizes.update({k: len(v) for k, v in self.preprocess.searched().items()})
+        grid = math.prod(max(1, n) for n in sizes.values())
+        planned = self.search.trials * grid
+        if planned > MAX_TRIALS:
+            factors = " x ".join(f"{n:,} {name}" for name, n in
+                                 sorted(sizes.items(), key=lambda kv: -kv[1])[:4] if n > 1)
+            raise ValueError(
+                f"search: this grid search plans {planned:,} trials (search.trials "
+                f"{self.search.trials:,} x {grid:,} combinations: {factors}"
+                f"{' x ...' if len(sizes) > 4 else ''}), more than {MAX_TRIALS:,}; give fewer "
+                f"choices or a lower search.trials, or use algorithm: random with at most "
+                f"{MAX_TRIALS:,} trials"
+            )
+        return self
 
     @field_validator("model")
     @classmethod
@@ -408,31 +510,44 @@ def _key_hint(loc: tuple[Any, ...]) -> str:
     """Did-you-mean for an unknown key: the same key in another section (wrong nesting) first,
     then a close spelling in this section, then a close spelling anywhere."""
     key, parent = str(loc[-1]), tuple(str(p) for p in loc[:-1])
+    if len(key) > HINT_LIMIT:
+        return ""
     paths = [p for p in _all_keys() if p[:-1] != parent]
     elsewhere = [".".join(p) for p in paths if p[-1] == key]
     if elsewhere:
         return f" (did you mean {elsewhere[0]!r}? it belongs in another section)"
-    hint = difflib.get_close_matches(key, _fields_at(loc[:-1]), n=1)
+    hint = _hint(key, _fields_at(loc[:-1]))
     if hint:
-        return f" (did you mean {hint[0]!r}?)"
-    close = difflib.get_close_matches(key, [p[-1] for p in paths], n=1, cutoff=0.8)
+        return f" (did you mean {hint!r}?)"
+    close = _hint(key, [p[-1] for p in paths], cutoff=0.8)
     if close:
-        dotted = next(".".join(p) for p in paths if p[-1] == close[0])
+        dotted = next(".".join(p) for p in paths if p[-1] == close)
         return f" (did you mean {dotted!r}?)"
     return ""
 
 
+def _clip(part: Any) -> str:
+    """A key path's part or a message's text, cut like :func:`quote` cuts a value."""
+    text = str(part) if isinstance(part, str) else quote(part)
+    return text if len(text) <= QUOTE_LIMIT else f"{text[:QUOTE_LIMIT]}... ({len(text):,} characters)"
+
+
 def describe_validation_error(err: ValidationError) -> str:
-    """One line naming the first failing field and the problem."""
-    first = err.errors()[0]
+    """One line naming the first failing field and the problem, whatever the size of the input."""
+    errors = err.errors(include_url=False)
+    first = errors[0]
     loc = tuple(p for p in first["loc"] if not isinstance(p, int))
-    where = ".".join(str(p) for p in loc) or "config"
+    where = ".".join(_clip(p) for p in loc)
     if first["type"] == "extra_forbidden":
         return f"config: unknown key {where!r}{_key_hint(loc)}"
     msg = first["msg"].removeprefix("Value error, ")
-    more = len(err.errors()) - 1
+    if first["type"] == "less_than_equal":
+        msg = str(_too_large(first["input"], first["ctx"]["le"]))
+    elif first["type"] == "string_too_long":
+        msg = f"{msg}, got {quote(first['input'])}"
+    more = len(errors) - 1
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"config: {where}: {msg}{tail}"
+    return f"config: {where}: {msg}{tail}" if where else f"config: {msg}{tail}"
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
@@ -451,7 +566,113 @@ class _DuplicateKey(yaml.MarkedYAMLError):
     """A key given twice in one mapping (PyYAML would silently keep the last)."""
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _TooLarge(ValueError):
+    """A config beyond a bound: its message says which (size, expanded size, nesting)."""
+
+
+_NESTED = f"nested more than {MAX_CONFIG_DEPTH} levels deep"
+_EXPANDED = (f"more than {MAX_CONFIG_NODES:,} values once its aliases (*name) are expanded; "
+             "a config needs a few hundred")
+_RECURSIVE = "an alias (*name) inside the value it names: a recursive structure"
+_TOO_MANY = f"more than {MAX_CONFIG_NODES:,} values; a config needs a few hundred"
+_CYCLE = "a value inside itself: a recursive structure"
+
+
+# libyaml's parser when PyYAML has it: the pure-Python one takes seconds per MiB
+_SafeBase: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_OPENS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSES = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+def _measure_events(text: str) -> None:
+    """Refuse YAML whose tree, aliases expanded, is too large, too deep or recursive.
+
+    Aliases make a small file a DAG whose tree can be exponentially larger ("billion laughs"),
+    and both the copy in :func:`build_config` and pydantic walk that tree. This is one pass over
+    the parser's events (no recursion), before anything is composed or constructed: each anchor's
+    expanded size and height are recorded when it closes, so an alias costs one lookup, and the
+    pass stops at the first value past a bound.
+    """
+    total = 0  # values so far, aliases expanded
+    anchors: dict[str, tuple[int, int]] = {}  # anchor -> (expanded values, height)
+    open_: list[list[Any]] = []  # per open collection: [depth, deepest below, anchor, total before]
+    for event in yaml.parse(text, Loader=_SafeBase):
+        if isinstance(event, yaml.DocumentStartEvent):
+            anchors.clear()  # anchors are per document
+            continue
+        if isinstance(event, _CLOSES):
+            depth, deepest, anchor, before = open_.pop()
+            if anchor is not None:
+                anchors[anchor] = (total - before, deepest - depth + 1)
+            if open_:
+                open_[-1][1] = max(open_[-1][1], deepest)
+            continue
+        if isinstance(event, yaml.AliasEvent):
+            if any(entry[2] == event.anchor for entry in open_):
+                raise _TooLarge(_RECURSIVE)
+            size, height = anchors.get(event.anchor, (1, 1))  # undefined: the composer says so
+        elif isinstance(event, yaml.ScalarEvent | yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            size, height = 1, 1
+        else:
+            continue
+        depth = len(open_) + 1
+        if total + size > MAX_CONFIG_NODES:
+            raise _TooLarge(_EXPANDED)
+        if depth + height - 1 > MAX_CONFIG_DEPTH:
+            raise _TooLarge(_NESTED)
+        if isinstance(event, _OPENS):
+            open_.append([depth, depth, event.anchor, total])
+        elif event.anchor is not None and not isinstance(event, yaml.AliasEvent):
+            anchors[event.anchor] = (1, 1)
+        if open_ and depth + height - 1 > open_[-1][1]:
+            open_[-1][1] = depth + height - 1
+        total += size
+
+
+def check_config_size(raw: Any) -> None:
+    """Refuse a raw config (YAML, JSON or a flow's parameters) beyond the bounds on its size.
+
+    Counts the values of the tree, a shared object once per place it appears (memoised, so the
+    count is linear in the distinct objects); strings count their length against the bytes a
+    config file may take. Raises :class:`_TooLarge`, a ValueError that pydantic reports.
+    """
+    seen: dict[int, tuple[int, int]] = {}
+    active: set[int] = set()
+
+    def measure(value: Any, depth: int) -> tuple[int, int]:
+        if isinstance(value, str | bytes):
+            if len(value) > MAX_CONFIG_BYTES:
+                raise _TooLarge(f"a string of {len(value):,} characters, more than a config "
+                                f"may hold ({MAX_CONFIG_BYTES:,})")
+            return 1, 1
+        if not isinstance(value, Mapping | list | tuple):
+            return 1, 1
+        key = id(value)
+        if key in active:
+            raise _TooLarge(_CYCLE)
+        if key not in seen:
+            if depth > MAX_CONFIG_DEPTH:
+                raise _TooLarge(_NESTED)
+            total, height = 1, 1
+            active.add(key)
+            children = ([x for pair in value.items() for x in pair] if isinstance(value, Mapping)
+                        else value)
+            for child in children:
+                size, below = measure(child, depth + 1)
+                total, height = total + size, max(height, below + 1)
+                if total > MAX_CONFIG_NODES:
+                    raise _TooLarge(_TOO_MANY)
+            active.discard(key)
+            seen[key] = (total, height)
+        total, height = seen[key]
+        if depth + height - 1 > MAX_CONFIG_DEPTH:
+            raise _TooLarge(_NESTED)
+        return total, height
+
+    measure(raw, 1)
+
+
+class _StrictLoader(_SafeBase):  # type: ignore[misc, valid-type]
     """safe_load that refuses a key given twice in one mapping."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -462,44 +683,68 @@ class _StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             try:
                 if key in seen:
-                    raise _DuplicateKey(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
+                    raise _DuplicateKey(problem=f"duplicate key {quote(key)}",
+                                        problem_mark=key_node.start_mark)
                 seen.add(key)
             except TypeError:  # an unhashable key: let PyYAML report it
                 continue
         return super().construct_mapping(node, deep=deep)
 
 
+def _load_bounded(text: str) -> Any:
+    """``yaml.load`` with :class:`_StrictLoader` (a safe loader), once the events are measured."""
+    _measure_events(text)
+    return yaml.load(text, Loader=_StrictLoader)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping safely; a one-line ConfigError on any problem."""
+    """Read a YAML mapping safely, within the bounds on size; a one-line ConfigError on any problem."""
     p = Path(path)
+    shown = quote(str(p), 2 * QUOTE_LIMIT)
     if p.is_dir():
-        raise ConfigError(f"config file {str(p)!r}: is a directory, not a YAML file")
+        raise ConfigError(f"config file {shown}: is a directory, not a YAML file")
     if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r}: not found")
+        raise ConfigError(f"config file {shown}: not found")
+    with p.open("rb") as fh:
+        data = fh.read(MAX_CONFIG_BYTES + 1)  # never more: st_size can lie (/proc, a growing file)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {shown}: larger than {MAX_CONFIG_BYTES:,} bytes (1 MiB), "
+                          "the most a config file may be; a config needs a few KB")
     try:
-        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_StrictLoader)  # a SafeLoader
+        raw = _load_bounded(data.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ConfigError(f"config file {str(p)!r}: not a text file") from None
+        raise ConfigError(f"config file {shown}: not a text file") from None
+    except _TooLarge as err:
+        raise ConfigError(f"config file {shown}: {err}") from None
+    except ValueError as err:  # a constructor's int() or date(): a value that reads as neither
+        text = str(err)
+        if "integer string conversion" in text:  # CPython's int_max_str_digits
+            text = f"a number has more than {sys.get_int_max_str_digits():,} digits"
+        raise ConfigError(f"config file {shown}: a value does not load: {_clip(text)}") from None
     except _DuplicateKey as err:
         line = err.problem_mark.line + 1 if err.problem_mark else "?"
         raise ConfigError(
-            f"config file {str(p)!r}: {err.problem} at line {line}; "
+            f"config file {shown}: {err.problem} at line {line}; "
             "a key given twice would silently replace the first: merge them"
         ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ConfigError(f"config file {str(p)!r}: YAML does not parse{where}: {problem}") from None
+        raise ConfigError(f"config file {shown}: YAML does not parse{where}: {_clip(problem)}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file {str(p)!r}: the top level must be a mapping of keys")
+        raise ConfigError(f"config file {shown}: the top level must be a mapping of keys")
     return raw
 
 
 def build_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
     """Validate a raw mapping plus dotted-key overrides (``{"search.trials": 4}``)."""
+    try:
+        check_config_size(raw)  # before the copy and pydantic walk an expanded tree
+    except _TooLarge as err:
+        raise ConfigError(f"config: {err}") from None
     data: dict[str, Any] = _deep_copy(dict(raw))
     for dotted, value in (overrides or {}).items():
         if value is None:
@@ -515,7 +760,7 @@ def build_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = N
             data["data"] = section
         _set_dotted(data, dotted, value)
     try:
-        return PipelineConfig.model_validate(data)
+        return PipelineConfig.model_validate(data, context={"measured": True})
     except ValidationError as err:
         raise ConfigError(describe_validation_error(err)) from None
 

@@ -1,6 +1,7 @@
 """Load, validate, split and preprocess tabular classification data.
 
-Built-in sets come from scikit-learn (no download); files are CSV or Parquet read with pandas.
+Built-in sets come from scikit-learn (no download); files are CSV (also ``.csv.gz``, ``.bz2``,
+``.xz``, ``.zst`` or ``.zip``) or Parquet read with pandas.
 Every problem a user can cause is a one-line :class:`DataError` (or :class:`ConfigError`) that
 names the file, column or config field, checked before any server or search starts
 (:func:`check_inputs`).
@@ -22,15 +23,25 @@ Categorical columns (``data.categorical: onehot``):
 
 from __future__ import annotations
 
+import bz2
+import codecs
+import collections
+import contextlib
 import csv
 import dataclasses
 import difflib
+import gzip
 import hashlib
+import io
 import json
+import lzma
 import os
+import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +52,7 @@ from paramaudit.config import (
     DataConfig,
     PipelineConfig,
     PreprocessConfig,
+    quote,
 )
 from paramaudit.errors import ConfigError, DataError
 
@@ -232,9 +244,114 @@ def _builtin(name: str) -> Dataset:
     return Dataset(x, y, features, names, name, digest, IMAGE_SHAPES.get(name))
 
 
-def _raw_header(path: Path) -> list[str]:
-    with path.open(newline="", encoding="utf-8", errors="strict") as fh:
-        return next(csv.reader(fh), [])
+# the compressions pandas reads by the file's name (compression="infer"), tar archives aside
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}
+TEXT_SUFFIXES = (".csv", ".txt")
+SNIFF_BYTES = 8192  # decompressed bytes the binary-content check reads
+MAX_HEADER_BYTES = 8 << 20  # the header line is read whole, but never more than this
+MAX_COLUMN_NAME = 1_000  # characters; longer is not a header (and would swell every message)
+
+
+def _decompression_errors() -> tuple[type[BaseException], ...]:
+    """What a corrupt or truncated compressed file raises, by decompressor."""
+    errors: list[type[BaseException]] = [OSError, EOFError, lzma.LZMAError, zlib.error,
+                                          zipfile.BadZipFile]
+    with contextlib.suppress(ImportError):
+        import zstandard
+
+        errors.append(zstandard.ZstdError)
+    return tuple(errors)
+
+
+def _formats(path: Path) -> tuple[str, str | None]:
+    """The table's suffix and its compression: ``('.csv', 'gzip')`` for ``data.csv.gz``."""
+    last = path.suffix.lower()
+    if last in COMPRESSIONS:
+        return Path(path.stem).suffix.lower(), COMPRESSIONS[last]
+    return last, None
+
+
+@contextlib.contextmanager
+def _open_bytes(path: Path, compression: str | None, shown: str) -> Iterator[IO[bytes]]:
+    """The file's bytes, decompressed on the fly (nothing is read here)."""
+    with contextlib.ExitStack() as stack:
+        if compression is None:
+            yield stack.enter_context(path.open("rb"))
+        elif compression == "gzip":
+            yield stack.enter_context(gzip.open(path, "rb"))
+        elif compression == "bz2":
+            yield stack.enter_context(bz2.open(path, "rb"))
+        elif compression == "xz":
+            yield stack.enter_context(lzma.open(path, "rb"))
+        elif compression == "zstd":
+            try:
+                import zstandard
+            except ImportError:
+                raise DataError(f"data file {shown!r}: reading .zst needs the zstandard package "
+                                "(pip install zstandard)") from None
+            raw = stack.enter_context(path.open("rb"))
+            yield stack.enter_context(zstandard.ZstdDecompressor().stream_reader(raw))
+        else:
+            archive = stack.enter_context(zipfile.ZipFile(path))
+            names = archive.namelist()
+            if len(names) != 1:  # pandas reads a zip of exactly one file
+                raise DataError(f"data file {shown!r}: a zip archive of {len(names)} files; "
+                                "a .zip data file holds exactly one CSV")
+            yield stack.enter_context(archive.open(names[0]))
+
+
+def _head(stream: IO[bytes], shown: str) -> tuple[bytes, bool]:
+    """The first bytes of the (decompressed) text: at least SNIFF_BYTES and the whole first line,
+    and whether that is the whole file. Bounded: a 'header' without a newline is refused."""
+    chunks: list[bytes] = []
+    size, newline = 0, False
+    while size < SNIFF_BYTES or not newline:
+        chunk = stream.read(SNIFF_BYTES)
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+        newline = newline or b"\n" in chunk
+        if not newline and size >= MAX_HEADER_BYTES:
+            raise DataError(f"data file {shown!r}: no line break in the first {MAX_HEADER_BYTES:,} "
+                            "bytes; not a CSV file with a header line")
+    return b"".join(chunks), False
+
+
+def _raw_header(head: bytes, at_end: bool, shown: str) -> list[str]:
+    """The header's column names, from the first bytes of the text (see :func:`_head`)."""
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=at_end)
+    except UnicodeDecodeError:
+        raise DataError(f"data file {shown!r}: not UTF-8 text, not a CSV file (save it as UTF-8)"
+                        ) from None
+    try:
+        return next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error as err:  # e.g. a field longer than the csv module's limit (131,072)
+        raise DataError(f"data file {shown!r}: the header line does not parse as CSV ({err})"
+                        ) from None
+
+
+def _check_header(header: list[str], shown: str) -> None:
+    long = next((i for i, c in enumerate(header) if len(c) > MAX_COLUMN_NAME), None)
+    if long is not None:
+        raise DataError(
+            f"data file {shown!r}: column {long + 1}'s name is {len(header[long]):,} characters "
+            f"(at most {MAX_COLUMN_NAME:,}); is the first line a header?"
+        )
+    if len(header) == 1:
+        # one column: often a file saved with another separator (and maybe decimal commas)
+        for sep, word in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+            if sep in header[0]:
+                raise DataError(
+                    f"data file {shown!r}: one column {header[0][:60]!r}: the file looks separated "
+                    f"by {word}, not commas; save it comma-separated"
+                )
+    dupes = sorted(c for c, n in collections.Counter(header).items() if n > 1)
+    if dupes:
+        names = ", ".join(c if len(c) <= 40 else f"{c[:40]}..." for c in dupes[:5])
+        raise DataError(f"data file {shown!r}: duplicate column names {names}"
+                        f"{f' (and {len(dupes) - 5} more)' if len(dupes) > 5 else ''}")
 
 
 def _not_found(shown: str, path: Path) -> DataError:
@@ -256,42 +373,45 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise DataError(f"data file {shown!r}: not a regular file")
     if path.stat().st_size == 0:
         raise DataError(f"data file {shown!r}: the file is empty")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
+    suffix, compression = _formats(path)
+    if suffix in (".parquet", ".pq") and compression is None:
         try:
             return pd.read_parquet(path)
         except Exception as err:  # pyarrow raises many types for a corrupt file
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise DataError(f"data file {shown!r}: not a readable Parquet file ({first})") from None
-    if suffix not in (".csv", ".txt"):
-        fix = "save it as CSV" if suffix in (".xlsx", ".xls", ".ods", ".xlsm") else "use .csv or .parquet"
-        raise DataError(f"data file {shown!r}: unsupported format {suffix!r}; {fix}")
-    with path.open("rb") as fh:
-        if b"\x00" in fh.read(8192):
-            raise DataError(f"data file {shown!r}: binary content, not a CSV text file")
+    if suffix not in TEXT_SUFFIXES:
+        whole = "".join(path.suffixes[-2:]).lower() if compression else suffix
+        fix = ("save it as CSV" if suffix in (".xlsx", ".xls", ".ods", ".xlsm")
+               else f"use .csv (also compressed: .csv{', .csv'.join(COMPRESSIONS)}) or .parquet")
+        raise DataError(f"data file {shown!r}: unsupported format {whole!r}; {fix}")
+    broken = _decompression_errors() if compression else ()
+    what = f"{compression} file" if compression else "file"
     try:
-        header = _raw_header(path)
-    except UnicodeDecodeError:
-        raise DataError(f"data file {shown!r}: not UTF-8 text, not a CSV file (save it as UTF-8)") from None
-    if len(header) == 1:
-        # one column: often a file saved with another separator (and maybe decimal commas)
-        for sep, word in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
-            if sep in header[0]:
-                raise DataError(
-                    f"data file {shown!r}: one column {header[0][:60]!r}: the file looks separated "
-                    f"by {word}, not commas; save it comma-separated"
-                )
-    dupes = sorted({c for c in header if header.count(c) > 1})
-    if dupes:
-        raise DataError(f"data file {shown!r}: duplicate column names {', '.join(dupes)}")
+        with _open_bytes(path, compression, shown) as stream:
+            head, at_end = _head(stream, shown)
+    except broken as err:
+        raise DataError(f"data file {shown!r}: a corrupt or truncated {what} "
+                        f"({_first_line(err)})") from None
+    if b"\x00" in head[:SNIFF_BYTES]:
+        raise DataError(f"data file {shown!r}: binary content, not a CSV text file")
+    _check_header(_raw_header(head, at_end, shown), shown)
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path)  # compression="infer": the same decompressor, by the name
     except pd.errors.EmptyDataError:
         raise DataError(f"data file {shown!r}: no columns to read") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"data file {shown!r}: cannot be parsed as CSV ({first})") from None
+        raise DataError(f"data file {shown!r}: cannot be parsed as CSV ({_first_line(err)})") from None
+    except broken as err:  # past the part read above: corrupt or cut short
+        raise DataError(f"data file {shown!r}: a corrupt or truncated {what} "
+                        f"({_first_line(err)})") from None
     return frame
+
+
+def _first_line(err: BaseException) -> str:
+    """An exception's first line, cut short: a message quotes at most about 80 characters."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return text if len(text) <= 120 else f"{text[:120]}..."
 
 
 def _numeric_with_typos(col: pd.Series) -> list[str]:
@@ -328,9 +448,10 @@ def _from_frame(frame: pd.DataFrame, target: str, name: str, digest: str,
     if frame.shape[0] == 0:
         raise DataError(f"data file {shown!r}: a header but no rows")
     if target not in frame.columns:
-        hint = difflib.get_close_matches(target, [str(c) for c in frame.columns], n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise DataError(f"data file {shown!r}: target column {target!r} not found{extra}")
+        hint = difflib.get_close_matches(target, [str(c) for c in frame.columns], n=1
+                                         ) if len(target) <= MAX_COLUMN_NAME else []
+        extra = f" (did you mean {quote(hint[0])}?)" if hint else ""
+        raise DataError(f"data file {shown!r}: target column {quote(target)} not found{extra}")
     if frame.shape[1] < 2:
         raise DataError(f"data file {shown!r}: no feature columns besides the target {target!r}")
     labels = frame[target]

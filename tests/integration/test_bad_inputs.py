@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,10 @@ CASES: dict[str, tuple[list[str], str]] = {
     "corrupt parquet": (["run", "--data", "corrupt.parquet", "--target", "label"],
                         "not a readable Parquet file"),
     "spreadsheet": (["run", "--data", "spreadsheet.xlsx", "--target", "label"], "'.xlsx'"),
+    "truncated gzip CSV": (["run", "--data", "truncated.csv.gz", "--target", "label"],
+                           "'truncated.csv.gz': a corrupt or truncated gzip file"),
+    "gzip of binary garbage": (["run", "--data", "garbage.csv.gz", "--target", "label"],
+                               "binary content"),
     "image_shape does not match": (["run", "--config", "image_shape_mismatch.yaml"], "data.image_shape"),
     # ---- the data against the config (data.check_inputs in preflight)
     "fewer rows than folds": (["run", "--config", "cv_folds_too_many.yaml"], "search.cv_folds"),
@@ -93,6 +98,21 @@ CASES: dict[str, tuple[list[str], str]] = {
     "unknown optimizer": (["run", "--config", "unknown_optimizer.yaml"], "did you mean 'adam'"),
     "unknown search algorithm": (["run", "--config", "unknown_search.yaml"], "search.algorithm"),
     "unknown scaler": (["run", "--config", "unknown_scaler.yaml"], "preprocess.scaler"),
+    # ---- inputs that would cost unbounded time or memory (issue 16)
+    "YAML bomb": (["run", "--config", "yaml_bomb.yaml"], "more than 100,000 values once its aliases"),
+    "recursive YAML alias": (["run", "--config", "yaml_recursive.yaml"], "recursive structure"),
+    "YAML nested too deep": (["run", "--config", "yaml_deep.yaml"], "nested more than 32 levels"),
+    "huge key": (["run", "--config", "huge_key.yaml"], "(9,998 characters)"),
+    "huge data set name": (["run", "--dataset", "digits" * 20_000], "(120,000 characters)"),
+    "a billion trials": (["run", "--config", "huge_trials.yaml"],
+                         "config: search.trials: must be at most 10,000"),
+    "a billion trials on the command line": (["run", "--trials", "1000000000"],
+                                             "config: search.trials: must be at most 10,000"),
+    "epochs without end on the command line": (["run", "--max-epochs", "100000"],
+                                               "config: train.max_epochs: must be at most 10,000"),
+    "huge hidden size": (["run", "--config", "huge_hidden_size.yaml"], "hidden_size: must be at most 65,536"),
+    "grid of 160,000 trials": (["run", "--config", "huge_grid.yaml"],
+                               "this grid search plans 160,000 trials"),
     # ---- the parameter audit
     "audit SPEC that does not import": (["audit", "broken_model:build"], "broken_model"),
 }
@@ -133,9 +153,39 @@ def test_bad_input_exits_2_with_one_line(case: str, tmp_path: Path) -> None:
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     assert fragment in lines[0], lines[0]
+    assert len(lines[0]) < 500, lines[0][:500]  # quotes at most ~80 characters of any value
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "out.json").exists()
     assert _running_mlflow_runs(tmp_path) == []
+
+
+# the cases above whose input, unbounded, took minutes and gigabytes or was accepted and never ended
+BOUNDED = ["YAML bomb", "recursive YAML alias", "YAML nested too deep", "huge key", "huge data set name",
+           "a billion trials", "a billion trials on the command line",
+           "epochs without end on the command line", "huge hidden size", "grid of 160,000 trials",
+           "truncated gzip CSV", "gzip of binary garbage"]
+
+
+@pytest.mark.parametrize("case", BOUNDED)
+def test_bounded_inputs_fail_fast_in_the_cli_preflight(case: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # the CLI's own argument parser and preflight, timed in-process: a subprocess's wall time is
+    # mostly imports and the gated Prefect server (the exit code and stderr are checked above)
+    import paramaudit.data  # noqa: F401  (imports are not validation: pandas, and torch below)
+    from paramaudit.cli import _parser, preflight
+    from paramaudit.config import build_config
+    from paramaudit.errors import UserInputError
+
+    build_config({})  # the model check imports the models (torch) once
+    _corpus_in(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    args = _parser().parse_args(CASES[case][0])
+    started = time.perf_counter()
+    with pytest.raises(UserInputError) as info:
+        preflight(args)
+    elapsed = time.perf_counter() - started
+    assert CASES[case][1] in str(info.value)
+    assert elapsed < 1.0, f"{case}: preflight took {elapsed:.2f} s"
 
 
 def test_debug_shows_the_traceback_of_a_data_error(tmp_path: Path) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from paramaudit.config import (
     COMMON_HYPERPARAMETERS,
@@ -13,7 +15,9 @@ from paramaudit.config import (
     HYPERPARAMETERS,
     PipelineConfig,
     build_config,
+    describe_validation_error,
     load_config,
+    quote,
     read_yaml,
     resolve_hyperparameters,
 )
@@ -612,3 +616,215 @@ def test_searched_preprocessing_is_listed() -> None:
 ])
 def test_bad_data_layout(raw: dict[str, Any], field: str) -> None:
     assert f"config: {field}:" in config_error({"data": raw})
+
+
+# --------------------------------------------------------------------------- bounded input (issue 16)
+
+MAX_MESSAGE = 400  # an error message quotes at most ~80 characters of any one user value
+
+
+def yaml_error(tmp_path: Path, text: str) -> str:
+    """Load YAML text that must fail, within the time a bad config may cost; return the message."""
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    assert time.perf_counter() - started < 1.0
+    msg = str(info.value)
+    assert "\n" not in msg and len(msg) < MAX_MESSAGE, msg
+    return msg
+
+
+def billion_laughs(levels: int = 9, width: int = 10) -> str:
+    lines = ["lol0: &l0 lol"]
+    lines += [f"lol{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return "\n".join([*lines, "search:", "  space:", f"    hidden_size: *l{levels}", ""])
+
+
+def test_yaml_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    text = billion_laughs()
+    assert len(text) < 1000  # 10**9 strings once expanded
+    msg = yaml_error(tmp_path, text)
+    assert "more than 100,000 values once its aliases (*name) are expanded" in msg
+    assert str(tmp_path / "bad.yaml") in msg
+
+
+def test_merge_key_bomb_is_refused(tmp_path: Path) -> None:
+    lines = ["m0: &m0 {" + ", ".join(f"k{j}: 1" for j in range(10)) + "}"]
+    for i in range(1, 8):
+        lines.append(f"m{i}: &m{i} {{<<: *m{i - 1}, " + ", ".join(f"x{j}: *m{i - 1}" for j in range(9))
+                     + "}")
+    assert "100,000 values" in yaml_error(tmp_path, "\n".join(lines) + "\n")
+
+
+def test_recursive_alias_is_refused(tmp_path: Path) -> None:
+    assert "recursive structure" in yaml_error(tmp_path, "search: &s {space: *s}\n")
+    assert "recursive structure" in yaml_error(tmp_path, "a: &a [1, *a]\n")
+
+
+@pytest.mark.parametrize("text", [
+    "a: " + "[" * 5000 + "]" * 5000 + "\n",  # flow style
+    "a:\n" + "- " * 5000 + "1\n",  # block sequences: one line, 5,000 levels
+    "".join("  " * i + f"k{i}:\n" for i in range(100)),  # indented mappings
+    "deep: &d " + "[" * 20 + "1" + "]" * 20 + "\nx: " + "[" * 20 + "*d" + "]" * 20 + "\n",  # via an alias
+])
+def test_deep_nesting_is_refused_without_a_recursion_error(tmp_path: Path, text: str) -> None:
+    assert "nest" in yaml_error(tmp_path, text)
+
+
+def test_config_file_above_one_mib_is_refused(tmp_path: Path) -> None:
+    msg = yaml_error(tmp_path, "# padding\n" * 110_000)
+    assert "larger than 1,048,576 bytes (1 MiB)" in msg
+
+
+def test_a_long_flat_yaml_list_stops_at_the_bound(tmp_path: Path) -> None:
+    # 500,000 values in 1 MB: the pure-Python parser alone would take 15 s here
+    assert "100,000 values" in yaml_error(tmp_path, "a: [" + "1," * 499_999 + "1]\n")
+
+
+def test_anchors_and_aliases_of_normal_size_still_load(tmp_path: Path) -> None:
+    p = tmp_path / "ok.yaml"
+    p.write_text("sizes: &sizes {choice: [32, 64]}\nsearch:\n  space:\n    hidden_size: *sizes\n"
+                 "    batch_size: *sizes\n")
+    raw = read_yaml(p)
+    raw.pop("sizes")
+    cfg = build_config(raw)
+    assert cfg.search.space["hidden_size"] == cfg.search.space["batch_size"] == {"choice": [32, 64]}
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("search:\n  trials: " + "9" * 5000 + "\n", "a number has more than 4,300 digits"),
+    ("experiment: 2024-13-45\n", "a value does not load: month must be in 1..12"),
+    ("a: *" + "z" * 5000 + "\n", "found undefined alias"),
+])
+def test_values_that_do_not_load_are_one_short_line(tmp_path: Path, text: str, fragment: str) -> None:
+    assert fragment in yaml_error(tmp_path, text)
+
+
+def python_bomb(levels: int = 30) -> list[Any]:
+    value: list[Any] = ["lol"]
+    for _ in range(levels):
+        value = [value] * 10  # one list object shared ten times: 10**30 values when expanded
+    return value
+
+
+def test_shared_python_objects_are_counted_once_per_place() -> None:
+    started = time.perf_counter()
+    msg = config_error({"search": {"space": {"hidden_size": {"choice": python_bomb(8)}}}})
+    assert "more than 100,000 values" in msg and time.perf_counter() - started < 0.5
+    assert "nested more than 32 levels" in config_error({"x": python_bomb(40)})
+
+
+def test_flow_parameters_are_bounded_too() -> None:
+    # Prefect validates a flow's `config` parameter with PipelineConfig, not build_config
+    started = time.perf_counter()
+    with pytest.raises(ValidationError) as info:
+        PipelineConfig.model_validate({"search": {"space": {"hidden_size": python_bomb(8)}}})
+    assert "more than 100,000 values" in describe_validation_error(info.value)
+    assert time.perf_counter() - started < 0.5
+    cyclic: dict[str, Any] = {}
+    cyclic["search"] = cyclic
+    with pytest.raises(ValidationError) as info:
+        PipelineConfig.model_validate(cyclic)
+    assert "recursive structure" in describe_validation_error(info.value)
+
+
+def test_quote_cuts_every_kind_of_value() -> None:
+    assert quote("adam") == "'adam'"
+    long = quote("x" * 1_000_000)
+    assert long.startswith("'xxxx") and long.endswith("... (1,000,000 characters)") and len(long) < 120
+    assert quote(10**5000) == "an integer of about 5,001 digits"  # str() of it would raise
+    assert len(quote([["y" * 10_000] * 100] * 100)) <= 160
+    assert quote(12) == "12" and quote(True) == "True"
+
+
+@pytest.mark.parametrize(("raw", "where"), [
+    ({"k" * 1_000_000: 1}, "config: unknown key 'kkkk"),
+    ({"k" * 10_000_000: 1}, "config: a string of 10,000,000 characters"),
+    ({"search": {"k" * 1_000_000: 1}}, "config: unknown key 'search.kkkk"),
+    ({"search": {"space": {"k" * 1_000_000: 1}}}, "unknown hyperparameter 'kkkk"),
+    ({"data": {"dataset": "d" * 1_000_000}}, "config: data.dataset: unknown value 'dddd"),
+    ({"search": {"space": {"optimizer": "o" * 1_000_000}}}, "optimizer: unknown value 'oooo"),
+    ({"search": {"space": {"learning_rate": {"u" * 1_000_000: [1, 2]}}}}, "unknown distribution 'uuuu"),
+    ({"search": {"space": {"learning_rate": "x" * 1_000_000}}}, "must be a positive number, got 'xxxx"),
+    ({"search": {"space": {"dropout": "x" * 1_000_000}}}, "must be a number in [0, 1), got 'xxxx"),
+    ({"preprocess": {"augment": "x" * 1_000_000}}, "must be true or false, got 'xxxx"),
+    ({"experiment": "e" * 100_000}, "at most 500 characters, got 'eeee"),
+    ({"search": {"trials": 10**5000}}, "got an integer of about 5,001 digits"),
+])
+def test_messages_stay_short_and_fast_whatever_the_value(raw: dict[str, Any], where: str) -> None:
+    started = time.perf_counter()
+    msg = config_error(raw)
+    assert time.perf_counter() - started < 0.5
+    assert where in msg and len(msg) < MAX_MESSAGE, msg[:MAX_MESSAGE]
+
+
+@pytest.mark.parametrize(("raw", "where", "bound"), [
+    ({"search": {"trials": 10_001}}, "search.trials", "10,000"),
+    ({"search": {"grace_period": 10**9}}, "search.grace_period", "10,000"),
+    ({"search": {"max_concurrent": 10**9}}, "search.max_concurrent", "10,000"),
+    ({"search": {"max_params": 10**16}}, "search.max_params", "1,000,000,000,000,000"),
+    ({"train": {"max_epochs": 10_001}}, "train.max_epochs", "10,000"),
+    ({"train": {"patience": 10**9}}, "train.patience", "10,000"),
+    ({"audit": {"divergence_epochs": 10**9}}, "audit.divergence_epochs", "10,000"),
+    ({"data": {"max_rows": 10**13}}, "data.max_rows", "1,000,000,000,000"),
+    ({"data": {"image_shape": [1, 8, 10**6]}}, "data.image_shape", "65,536"),
+    ({"ray": {"num_cpus": 10**6}}, "ray.num_cpus", "4,096"),
+    ({"ray": {"object_store_memory": 1 << 50}}, "ray.object_store_memory", "4,398,046,511,104"),
+    (with_space({"hidden_size": 65_537}), "hidden_size", "65,536"),
+    (with_space({"hidden_size": {"randint": [1, 10**9]}}), "hidden_size", "65,536"),
+    (with_space({"num_layers": 65}), "num_layers", "64"),
+    (with_space({"batch_size": {"choice": [32, 10**7]}}), "batch_size", "1,000,000"),
+    (with_space({"channels": 10**6}), "channels", "65,536"),
+    (with_space({"conv_layers": 65}), "conv_layers", "64"),
+    (with_space({"kernel_size": 33}), "kernel_size", "31"),
+    (with_space({"hidden_size": {"choice": [8] * 1001}}), "hidden_size", "1,000"),
+    ({"preprocess": {"scaler": {"choice": ["none"] * 1001}}}, "preprocess.scaler", "1,000"),
+    ({"preprocess": {"pca_components": 10**7}}, "preprocess.pca_components", "1,000,000"),
+])
+def test_every_count_has_an_upper_bound_stated_in_the_error(raw: dict[str, Any], where: str,
+                                                            bound: str) -> None:
+    msg = config_error(raw)
+    assert where in msg and (f"at most {bound}" in msg or f"to {bound}" in msg), msg
+
+
+def test_the_bounds_themselves_are_accepted() -> None:
+    cfg = build_config({"search": {"trials": 10_000, "space": {"hidden_size": 65_536, "num_layers": 64,
+                                                                "batch_size": 1_000_000}},
+                        "train": {"max_epochs": 10_000, "patience": 10_000}})
+    assert cfg.search.trials == 10_000 and cfg.train.max_epochs == 10_000
+
+
+def test_command_line_counts_go_through_the_same_bounds() -> None:
+    assert "config: search.trials: must be at most 10,000" in config_error({}, {"search.trials": 10**9})
+    assert "config: train.max_epochs: must be at most 10,000" in config_error(
+        {}, {"train.max_epochs": 100_000})
+
+
+def grid(trials: int, *sizes: int, **extra: Any) -> dict[str, Any]:
+    names = ("hidden_size", "batch_size", "num_layers")
+    space = {n: {"choice": list(range(1, k + 1))} for n, k in zip(names, sizes, strict=False)}
+    return {"search": {"algorithm": "grid", "trials": trials, "space": space}, **extra}
+
+
+def test_a_grid_planning_too_many_trials_says_the_planned_number() -> None:
+    msg = config_error(grid(16, 100, 100))
+    assert msg.startswith("config: search: this grid search plans 160,000 trials")
+    assert "search.trials 16 x 10,000 combinations: 100 hidden_size x 100 batch_size" in msg
+    assert "more than 10,000" in msg and "algorithm: random" in msg
+    # model and preprocessing choices multiply the grid too, as tuning.planned_trials counts them
+    msg = config_error(grid(2, 50, 50, model={"choice": ["mlp", "cnn"]},
+                            preprocess={"scaler": {"choice": ["standard", "minmax"]}}))
+    assert "plans 20,000 trials (search.trials 2 x 10,000 combinations" in msg, msg
+
+
+def test_grid_bound_matches_planned_trials() -> None:
+    from paramaudit.tuning import planned_trials
+
+    at_bound = build_config(grid(4, 50, 25, model={"choice": ["mlp", "cnn"]}))
+    assert planned_trials(at_bound) == 10_000
+    assert "plans 10,008 trials" in config_error(grid(8, 139, 9))
+    # the same space under a random search samples search.trials configurations: fine
+    assert build_config({**grid(16, 100, 100), "search": {**grid(16, 100, 100)["search"],
+                                                          "algorithm": "random"}})

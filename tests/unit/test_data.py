@@ -925,3 +925,121 @@ def test_cache_key_hashes_without_loading(tmp_path: Path, monkeypatch: pytest.Mo
 def test_cache_key_of_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         preprocess_cache_key(csv_cfg(tmp_path / "gone.csv"), PreprocessConfig(), 0)
+
+
+# --------------------------------------------------------------------------- compressed CSV, bounded reads
+
+COMPRESSED = ["gz", "bz2", "xz", "zst", "zip"]
+
+
+def same_dataset(a: Dataset, b: Dataset) -> None:
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert (a.feature_names, a.class_names) == (b.feature_names, b.class_names)
+
+
+@pytest.mark.parametrize("ext", COMPRESSED)
+def test_compressed_csv_loads_the_same_dataset_as_plain(tmp_path: Path, ext: str) -> None:
+    frame = labelled_frame()
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    packed = tmp_path / f"data.csv.{ext}"
+    frame.to_csv(packed, index=False)  # pandas infers the compression from the name
+    assert packed.read_bytes()[:64] != (tmp_path / "plain.csv").read_bytes()[:64]
+    same_dataset(load_dataset(csv_cfg(packed)), load_dataset(csv_cfg(tmp_path / "plain.csv")))
+
+
+@pytest.mark.parametrize("ext", COMPRESSED)
+def test_checks_read_the_decompressed_text(tmp_path: Path, ext: str) -> None:
+    # the duplicate-header and separator checks see the CSV inside, not the compressed bytes
+    frame = labelled_frame()
+    frame.to_csv(tmp_path / f"semi.csv.{ext}", index=False, sep=";")
+    assert "separated by ';'" in data_error(csv_cfg(tmp_path / f"semi.csv.{ext}"))
+    frame.columns = ["f1", "f1", "count", "label"]
+    frame.to_csv(tmp_path / f"dupes.csv.{ext}", index=False)
+    assert "duplicate column names f1" in data_error(csv_cfg(tmp_path / f"dupes.csv.{ext}"))
+
+
+def test_corrupt_gzip_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "bad.csv.gz"
+    p.write_bytes(b"f1,label\n1,a\n")  # plain text with a .gz name
+    msg = data_error(csv_cfg(p))
+    assert str(p) in msg and "corrupt or truncated gzip file" in msg
+
+
+@pytest.mark.parametrize("rows", [30, 30_000])  # cut inside the header, or past the part sniffed
+def test_truncated_gzip_is_one_line(tmp_path: Path, rows: int) -> None:
+    whole = tmp_path / "whole.csv.gz"
+    pd.concat([labelled_frame()] * (rows // 30 or 1)).to_csv(whole, index=False)
+    p = tmp_path / "cut.csv.gz"
+    p.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    msg = data_error(csv_cfg(p))
+    assert str(p) in msg and "corrupt or truncated gzip file" in msg
+
+
+@pytest.mark.parametrize("ext", ["bz2", "xz", "zst", "zip"])
+def test_other_corrupt_compressions_are_one_line(tmp_path: Path, ext: str) -> None:
+    p = tmp_path / f"bad.csv.{ext}"
+    p.write_bytes(b"not compressed at all\n" * 10)
+    assert f"data file {str(p)!r}: a corrupt or truncated" in data_error(csv_cfg(p))
+
+
+def test_gzip_of_binary_garbage_is_binary_content(tmp_path: Path) -> None:
+    import gzip
+
+    p = tmp_path / "garbage.csv.gz"
+    p.write_bytes(gzip.compress(np.random.default_rng(0).bytes(5000) + b"\x00" * 64))
+    assert "binary content" in data_error(csv_cfg(p))
+
+
+def test_zip_of_two_files_is_refused(tmp_path: Path) -> None:
+    import zipfile
+
+    p = tmp_path / "two.csv.zip"
+    with zipfile.ZipFile(p, "w") as zf:
+        zf.writestr("a.csv", "f1,label\n1,a\n")
+        zf.writestr("b.csv", "f1,label\n1,a\n")
+    assert "a zip archive of 2 files" in data_error(csv_cfg(p))
+
+
+@pytest.mark.parametrize("name", ["data.gz", "data.parquet.gz", "data.tar.gz"])
+def test_compressed_non_csv_is_unsupported(tmp_path: Path, name: str) -> None:
+    p = tmp_path / name
+    p.write_bytes(b"\x1f\x8b not read")
+    msg = data_error(csv_cfg(p))
+    assert "unsupported format" in msg and ".csv.gz" in msg
+
+
+@pytest.mark.parametrize("ext", ["", ".gz"])
+def test_unicode_file_and_column_names(tmp_path: Path, ext: str) -> None:
+    frame = labelled_frame().rename(columns={"f1": "größe", "f2": "長さ", "label": "étiquette"})
+    p = tmp_path / f"données_データ.csv{ext}"
+    frame.to_csv(p, index=False)
+    ds = load_dataset(csv_cfg(p, target="étiquette"))
+    assert ds.feature_names == ["größe", "長さ", "count"] and ds.class_names == ["cat", "dog", "emu"]
+    assert "did you mean 'étiquette'" in data_error(csv_cfg(p, target="etiquette"))
+
+
+def test_a_header_without_a_line_break_is_read_only_so_far(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data_mod, "MAX_HEADER_BYTES", 1 << 16)  # the real bound is 8 MiB
+    p = tmp_path / "one_line.csv.gz"
+    pd.DataFrame({"x" * 200_000: []}).to_csv(p, index=False, lineterminator="")
+    assert "no line break in the first 65,536 bytes" in data_error(csv_cfg(p))
+
+
+def test_an_overlong_column_name_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "long.csv"
+    p.write_text("a" * 5000 + ",label\n1,x\n")
+    msg = data_error(csv_cfg(p))
+    assert "column 1's name is 5,000 characters (at most 1,000)" in msg and len(msg) < 300
+
+
+def test_messages_about_names_stay_short(tmp_path: Path) -> None:
+    p = tmp_path / "many.csv"
+    names = [f"col{i}_{'n' * 100}" for i in range(50)] * 2 + ["label"]
+    p.write_text(",".join(names) + "\n" + ",".join(["1"] * 100 + ["a"]) + "\n")
+    msg = data_error(csv_cfg(p))
+    assert "duplicate column names" in msg and "(and 45 more)" in msg and len(msg) < 400
+    labelled_frame().to_csv(tmp_path / "ok.csv", index=False)
+    msg = data_error(csv_cfg(tmp_path / "ok.csv", target="t" * 1_000_000))
+    assert "target column 'tttt" in msg and "(1,000,000 characters)" in msg and len(msg) < 300
