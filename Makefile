@@ -51,8 +51,10 @@ clean:
 # machine that runs flows. Both talk to the server named by PREFECT_API_URL (environment or the
 # active Prefect profile), e.g. after `prefect server start --host 127.0.0.1`:
 #   export PREFECT_API_URL=http://127.0.0.1:4200/api
-# The worker runs each flow in the checkout named by PARAMAUDIT_HOME (this folder), with this
-# venv first on PATH; its environment (MLFLOW_TRACKING_URI, RAY_ADDRESS) reaches every flow run.
+# A worker finds the checkout itself when a run starts (prefect.yaml's pull step); `make worker`
+# names this one with PARAMAUDIT_HOME (the override for workers elsewhere) and puts this venv first
+# on PATH; its environment (MLFLOW_TRACKING_URI, RAY_ADDRESS) reaches every flow run. `make deploy`
+# records this folder in the deployments (their build step) as a hint for workers on this machine.
 POOL ?= paramaudit-pool
 PREFECT_API_CHECK = @$(BIN)/prefect config view 2>/dev/null | grep -q '^PREFECT_API_URL=' || \
 	{ echo "make $@: PREFECT_API_URL is not set; start a server (prefect server start --host 127.0.0.1)" \

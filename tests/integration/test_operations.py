@@ -230,11 +230,12 @@ def test_make_deploy_registers_scheduled_deployments_on_a_process_pool(stack: St
     assert audit.entrypoint == "flows/audit_model.py:audit_model_flow"
     assert audit.schedules and audit.work_pool_name == POOL
 
-    # the checkout is found on the worker at run time, not baked in at deploy time
+    # the checkout is chosen on the worker at run time; the deploy folder is recorded as a hint
     for dep in deployments.values():
         steps = json.dumps(dep.pull_steps)
-        assert "{{ paramaudit-home.stdout }}" in steps, steps
-        assert str(ROOT) not in steps, steps
+        assert "paramaudit.deploy_steps.locate_checkout" in steps, steps
+        assert "{{ checkout.directory }}" in steps, steps
+        assert json.dumps(str(ROOT)) in steps, steps
 
 
 def test_a_bad_parameter_set_is_refused_before_a_run_exists(stack: Stack) -> None:
