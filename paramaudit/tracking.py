@@ -7,6 +7,9 @@ Hyperparameters are logged as MLflow params; learned-parameter counts and scores
 
 from __future__ import annotations
 
+import base64
+import configparser
+import http.client
 import json
 import math
 import os
@@ -21,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from paramaudit.config import TrackingConfig
 from paramaudit.errors import TrackingError
@@ -58,18 +61,173 @@ def redact(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def without_userinfo(uri: str) -> str:
+    """The URI with no user or password: what to connect to, or to show as a link."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+# scheme://user:password@ as urlsplit reads it: the user ends at the first ":", the password at
+# the last "@" before the authority ends (so an unencoded "@" or ":" in it is covered too)
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^\s/?#@:]*):[^\s/?#]*@")
+# shorter values would turn ordinary words and numbers in a message into ***
+_MIN_SECRET = 4
+_SECRETS: set[str] = set()  # passwords this process has used (check_reachable, Tracker)
+
+
+def _forms(value: str | None) -> set[str]:
+    """A secret as written, percent-decoded and percent-encoded (each long enough to replace)."""
+    forms = {value, unquote(value)} if value else set()
+    return {f for v in forms for f in (v, quote(v, safe="")) if len(f) >= _MIN_SECRET}
+
+
+def _remember_secret(value: str | None) -> None:
+    """Keep a password this process connects with, for :func:`redact_text`."""
+    _SECRETS.update(_forms(value))
+
+
+def _known_secrets() -> set[str]:
+    """Passwords and tokens never to print: those used here and those in the environment."""
+    try:
+        uri_password = urlsplit(os.environ.get("MLFLOW_TRACKING_URI") or "").password
+    except ValueError:  # malformed: its userinfo is still caught by the pattern
+        uri_password = None
+    found = set(_SECRETS)
+    for value in (uri_password, os.environ.get("MLFLOW_TRACKING_PASSWORD"),
+                  os.environ.get("MLFLOW_TRACKING_TOKEN")):
+        found |= _forms(value)
+    return found
+
+
+def redact_text(text: str) -> str:
+    """Any message with its secrets replaced by ***, safe to print, log or tag.
+
+    Every ``scheme://user:password@host`` becomes ``scheme://user:***@host``; then the password
+    of MLFLOW_TRACKING_URI, MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_TOKEN and every password
+    this process has connected with are replaced wherever they appear, as written and
+    percent-encoded (values under four characters only inside URIs).
+    """
+    out = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user'] + ':' if m['user'] else ''}***@",
+                        text)
+    for secret in sorted(_known_secrets(), key=len, reverse=True):
+        out = out.replace(secret, "***")
+    return out
+
+
+def _file_credentials() -> tuple[str | None, str | None]:
+    """~/.mlflow/credentials, which MLflow's client reads too (mlflow.utils.credentials)."""
+    path = Path(os.path.expanduser("~/.mlflow/credentials"))
+    if not path.is_file():
+        return None, None
+    config = configparser.ConfigParser()
+    try:
+        config.read(path)
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return None, None
+    if "mlflow" not in config:
+        return None, None
+    section = config["mlflow"]
+    return section.get("mlflow_tracking_username"), section.get("mlflow_tracking_password")
+
+
+def _basic(user: str, password: str, encoding: str) -> str:
+    try:
+        raw = f"{user}:{password}".encode(encoding)
+    except UnicodeEncodeError:
+        raw = f"{user}:{password}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def _authorization(uri: str) -> str | None:
+    """The Authorization header MLflow's REST client would send for this URI.
+
+    MLflow (mlflow.utils.rest_utils.http_request) sets basic auth when both
+    MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or ~/.mlflow/credentials) are set,
+    else a bearer MLFLOW_TRACKING_TOKEN; requests then replaces it with the URI's own
+    user:password (percent-decoded, latin-1), so the URI wins.
+    """
+    parts = urlsplit(uri)
+    if parts.username is not None and parts.password is not None:
+        user, password = unquote(parts.username), unquote(parts.password)
+        if user or password:
+            _remember_secret(parts.password)
+            return _basic(user, password, "latin-1")
+    file_user, file_password = _file_credentials()
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME") or file_user
+    password = os.environ.get("MLFLOW_TRACKING_PASSWORD") or file_password
+    if user and password:
+        _remember_secret(password)
+        return _basic(user, password, "utf-8")
+    if token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        _remember_secret(token)
+        return f"Bearer {token}"
+    return None
+
+
+class _SameHostAuthRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but send the credentials only to the host they were given for.
+
+    urllib copies every header to any redirect target; requests (MLflow's client) drops
+    Authorization when the host changes, and so does this.
+    """
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urlsplit(newurl).hostname != urlsplit(req.full_url).hostname:
+            new.remove_header("Authorization")
+        return new
+
+
+def _http_status(url: str, auth: str | None, timeout: float) -> int:
+    """The HTTP status of a GET (an HTTP error status is an answer, not an exception)."""
+    req = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
+    opener = urllib.request.build_opener(_SameHostAuthRedirects)
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        err.close()
+        return int(err.code)
+
+
+def _check_http(uri: str, timeout: float) -> None:
+    # urllib would resolve "user:password@host" as a host name (FACTS.md): connect to the host
+    # alone and send the user info as an Authorization header, as MLflow's client does
+    base = without_userinfo(uri).rstrip("/")
+    auth = _authorization(uri)
+    shown = redact(uri)
+    try:
+        status = _http_status(base + "/health", auth, timeout)
+        if status < 400:
+            # MLflow's basic-auth app leaves /health open: only an API call tests the credentials
+            status = _http_status(base + "/api/2.0/mlflow/experiments/search?max_results=1",
+                                  auth, timeout)
+            if status not in (401, 403):
+                return
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
+        reason = redact_text(str(getattr(err, "reason", err)))
+        raise TrackingError(f"MLflow tracking server {shown} unreachable: {reason}") from None
+    if status in (401, 403):
+        if os.environ.get("MLFLOW_TRACKING_AUTH") or os.environ.get("MLFLOW_TRACKING_AWS_SIGV4"):
+            return  # MLflow signs its requests with a plugin this check cannot reproduce
+        given = ("no credentials were given (user:password in the URI, or "
+                 "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)" if auth is None
+                 else "check the user and password")
+        raise TrackingError(f"MLflow at {shown} refused the credentials (HTTP {status}): {given}")
+    raise TrackingError(f"MLflow at {shown} answered HTTP {status}")
+
+
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail fast, before any tuning, when the tracking store cannot be used."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError as err:  # an unclosed IPv6 bracket
+        raise TrackingError(f"MLflow tracking URI {redact_text(uri)!r}: {err}") from None
     if parts.scheme in ("http", "https"):
-        url = uri.rstrip("/") + "/health"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
-                if resp.status >= 400:
-                    raise TrackingError(f"MLflow at {redact(uri)} answered HTTP {resp.status}")
-        except (urllib.error.URLError, OSError, TimeoutError) as err:
-            reason = getattr(err, "reason", err)
-            raise TrackingError(f"MLflow tracking server {redact(uri)} unreachable: {reason}") from None
+        _check_http(uri, timeout)
         return
     if parts.scheme == "sqlite":
         path = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
@@ -151,6 +309,11 @@ class Tracker:
 
         self.uri = resolve_tracking_uri(cfg)
         self.cfg = cfg
+        if urlsplit(self.uri).password is not None:
+            _remember_secret(urlsplit(self.uri).password)
+            # MLflow prints "View run ... at: <tracking URI>/#/..." at every run's end on a
+            # tracking server, the URI with its password in it
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         self.experiment_name = experiment
         with _store_lock(self.uri):
             # the first client on a new sqlite store creates its tables; two pipelines starting
@@ -224,7 +387,7 @@ class Tracker:
 
     def _fail(self, run_id: str, status: str, error: str) -> None:
         try:
-            self.set_tags(run_id, {"error": error[:4000]})
+            self.set_tags(run_id, {"error": redact_text(error)[:4000]})
         finally:
             self.end_run(run_id, status)
 

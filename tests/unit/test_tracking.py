@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import http.server
+import ipaddress
 import json
 import pickle
+import socket
+import socketserver
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
@@ -23,7 +29,9 @@ from paramaudit.tracking import (
     check_reachable,
     is_local_store,
     redact,
+    redact_text,
     resolve_tracking_uri,
+    without_userinfo,
 )
 
 
@@ -381,3 +389,401 @@ def test_resolve_tracking_uri_empty_env_falls_back(monkeypatch: pytest.MonkeyPat
 )
 def test_is_local_store(uri: str, local: bool) -> None:
     assert is_local_store(uri) is local
+
+
+# --------------------------------------------------------------------------- credentials
+# A real HTTP server on 127.0.0.1 that wants basic auth, and a resolver that records every lookup
+# and refuses any name that is not a loopback literal: a password must never reach a resolver.
+
+USER = "alice"
+PASSWORD = "s3cr:t@pw"  # ":" and "@": percent-encoded in a URI, as a user must write it
+URI_PASSWORD = quote(PASSWORD, safe="")
+API_PROBE = "/api/2.0/mlflow/experiments/search"
+_CREDENTIAL_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                   "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_AWS_SIGV4",
+                   "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                   "ALL_PROXY")
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+class _AuthServer(http.server.HTTPServer):
+    """Answers only requests with the right basic-auth credentials (401 otherwise).
+
+    With ``open_health`` it leaves /health open, as MLflow's basic-auth app does.
+    ``answers`` holds JSON bodies by path for the MLflow client's own requests.
+    """
+
+    def __init__(self, open_health: bool) -> None:
+        self.open_health = open_health
+        self.expected = _basic(USER, PASSWORD)
+        self.seen: list[tuple[str, str | None]] = []
+        self.answers: dict[str, Any] = {API_PROBE: {"experiments": []}}
+        super().__init__(("127.0.0.1", 0), _AuthHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer's own server_bind looks its host name up (socket.getfqdn): not needed
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}"
+
+
+class _AuthHandler(http.server.BaseHTTPRequestHandler):
+    server: _AuthServer
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        path = self.path.split("?")[0]
+        auth = self.headers.get("Authorization")
+        self.server.seen.append((path, auth))
+        if not (self.server.open_health and path == "/health") and auth != self.server.expected:
+            code, body = 401, b"You are not authenticated."
+        elif path == "/health":
+            code, body = 200, b"OK"
+        elif path in self.server.answers:
+            code, body = 200, json.dumps(self.server.answers[path]).encode()
+        else:
+            code, body = 404, b'{"error_code": "ENDPOINT_NOT_FOUND"}'
+        self.send_response(code)
+        if code == 401:
+            self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+        pass
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No credentials, proxies or ~/.mlflow/credentials from the machine running the tests."""
+    for name in _CREDENTIAL_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return monkeypatch
+
+
+@pytest.fixture
+def auth_server(clean_env: pytest.MonkeyPatch) -> Iterator[Callable[..., _AuthServer]]:
+    """Start servers (each on its own free port, in a thread); all stop at the end."""
+    started: list[_AuthServer] = []
+
+    def start(open_health: bool = False) -> _AuthServer:
+        srv = _AuthServer(open_health)
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every host name passed to socket.getaddrinfo; anything but a loopback literal is refused."""
+    seen: list[str] = []
+    real = socket.getaddrinfo
+
+    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        seen.append(name)
+        try:
+            loopback = ipaddress.ip_address(name.strip("[]")).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise socket.gaierror(socket.EAI_NONAME, f"lookup of {name!r} refused by the test")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded)
+    return seen
+
+
+def assert_no_secret_looked_up(lookups: list[str], *secrets: str) -> None:
+    assert lookups, "the check made no lookup at all: the guard saw nothing"
+    for host in lookups:
+        assert "@" not in host, host
+        for secret in (PASSWORD, URI_PASSWORD, *secrets):
+            assert secret not in host, host
+
+
+def assert_clean_one_line(msg: str, *secrets: str) -> None:
+    assert "\n" not in msg, msg
+    for secret in (PASSWORD, URI_PASSWORD, *secrets):
+        assert secret not in msg, msg
+
+
+def _with_userinfo(url: str, user: str, password: str) -> str:
+    return url.replace("http://", f"http://{user}:{password}@")
+
+
+@pytest.mark.parametrize("open_health", [False, True], ids=["all-protected", "health-open"])
+def test_check_reachable_credentials_in_the_uri_pass(
+        auth_server: Callable[..., _AuthServer], lookups: list[str], open_health: bool) -> None:
+    srv = auth_server(open_health)
+    check_reachable(_with_userinfo(srv.url, USER, URI_PASSWORD), timeout=3)
+    # decoded and sent as basic auth, to the API as well as to /health
+    assert srv.seen == [("/health", srv.expected), (API_PROBE, srv.expected)]
+    assert_no_secret_looked_up(lookups)
+    assert set(lookups) == {"127.0.0.1"}
+
+
+def test_check_reachable_credentials_from_the_environment_pass(
+        auth_server: Callable[..., _AuthServer], lookups: list[str],
+        clean_env: pytest.MonkeyPatch) -> None:
+    srv = auth_server()
+    clean_env.setenv("MLFLOW_TRACKING_USERNAME", USER)
+    clean_env.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)  # as written, not encoded
+    check_reachable(srv.url, timeout=3)
+    assert [auth for _, auth in srv.seen] == [srv.expected, srv.expected]
+    assert_no_secret_looked_up(lookups)
+
+
+def test_check_reachable_credentials_file_like_mlflow(
+        auth_server: Callable[..., _AuthServer], lookups: list[str], tmp_path: Path) -> None:
+    srv = auth_server()
+    (tmp_path / ".mlflow").mkdir()
+    (tmp_path / ".mlflow" / "credentials").write_text(
+        f"[mlflow]\nmlflow_tracking_username = {USER}\nmlflow_tracking_password = {PASSWORD}\n")
+    check_reachable(srv.url, timeout=3)  # HOME is tmp_path (clean_env)
+    assert_no_secret_looked_up(lookups)
+
+
+def test_check_reachable_uri_credentials_win_over_the_environment(
+        auth_server: Callable[..., _AuthServer], lookups: list[str],
+        clean_env: pytest.MonkeyPatch) -> None:
+    srv = auth_server()
+    clean_env.setenv("MLFLOW_TRACKING_USERNAME", USER)
+    clean_env.setenv("MLFLOW_TRACKING_PASSWORD", "env-wrong-pw")
+    check_reachable(_with_userinfo(srv.url, USER, URI_PASSWORD), timeout=3)
+    clean_env.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
+    with pytest.raises(TrackingError, match="refused"):
+        check_reachable(_with_userinfo(srv.url, USER, "uri-wrong-pw"), timeout=3)
+    assert_no_secret_looked_up(lookups, "env-wrong-pw", "uri-wrong-pw")
+
+
+@pytest.mark.parametrize("open_health", [False, True], ids=["all-protected", "health-open"])
+def test_check_reachable_wrong_credentials_are_refused(
+        auth_server: Callable[..., _AuthServer], lookups: list[str], open_health: bool) -> None:
+    srv = auth_server(open_health)
+    wrong = "not-" + URI_PASSWORD
+    with pytest.raises(TrackingError) as info:
+        check_reachable(_with_userinfo(srv.url, USER, wrong), timeout=3)
+    msg = str(info.value)
+    assert "refused the credentials" in msg and "HTTP 401" in msg
+    assert f"http://{USER}:***@127.0.0.1:{srv.server_port}" in msg  # the redacted URI
+    assert_clean_one_line(msg, wrong, unquote(wrong))
+    assert_no_secret_looked_up(lookups, wrong)
+
+
+def test_check_reachable_no_credentials_are_refused(
+        auth_server: Callable[..., _AuthServer], lookups: list[str]) -> None:
+    srv = auth_server()
+    with pytest.raises(TrackingError) as info:
+        check_reachable(srv.url, timeout=3)
+    msg = str(info.value)
+    assert "refused" in msg and "no credentials were given" in msg and srv.url in msg
+    assert "\n" not in msg
+    assert srv.seen == [("/health", None)]
+
+
+def test_check_reachable_server_down_is_unreachable_without_the_password(
+        auth_server: Callable[..., _AuthServer], lookups: list[str]) -> None:
+    srv = auth_server()
+    srv.shutdown()
+    srv.server_close()  # the port is free again: nothing listens there now
+    uri = _with_userinfo(srv.url, USER, URI_PASSWORD)
+    with pytest.raises(TrackingError) as info:
+        check_reachable(uri, timeout=3)
+    msg = str(info.value)
+    assert "unreachable" in msg and f"{USER}:***@127.0.0.1:{srv.server_port}" in msg
+    assert_clean_one_line(msg)
+    assert_no_secret_looked_up(lookups)
+
+
+@pytest.mark.parametrize("refuse", ["names", "everything"])
+def test_check_reachable_error_is_redacted_whatever_the_resolver_does(
+        monkeypatch: pytest.MonkeyPatch, clean_env: pytest.MonkeyPatch, refuse: str) -> None:
+    # where lookups are refused, the resolver's error named the "host" it was given: the password
+    looked: list[str] = []
+    real = socket.getaddrinfo
+
+    def resolver(host: Any, *args: Any, **kwargs: Any) -> Any:
+        looked.append(str(host))
+        if refuse == "everything" or not str(host)[:1].isdigit():
+            raise socket.gaierror(socket.EAI_AGAIN, f"Temporary failure in name resolution: {host}")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    with pytest.raises(TrackingError) as info:
+        check_reachable("http://me:hunter2@127.0.0.1:9", timeout=3)
+    msg = str(info.value)
+    assert "hunter2" not in msg and "me:***@127.0.0.1:9" in msg and "unreachable" in msg
+    assert looked == ["127.0.0.1"]
+
+
+def test_mlflow_client_sends_uri_credentials_as_basic_auth(
+        auth_server: Callable[..., _AuthServer], lookups: list[str]) -> None:
+    # MLflow hands the whole URI to requests, which sends the user info as basic auth and
+    # connects to the host alone: the same contract check_reachable now keeps
+    from mlflow import MlflowClient
+
+    srv = auth_server()
+    assert MlflowClient(tracking_uri=_with_userinfo(srv.url, USER, URI_PASSWORD)
+                        ).search_experiments() == []
+    assert srv.seen == [(API_PROBE, srv.expected)]
+    assert_no_secret_looked_up(lookups)
+
+
+def test_tracker_with_uri_credentials_prints_no_password(
+        auth_server: Callable[..., _AuthServer], lookups: list[str],
+        clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    srv = auth_server()
+    srv.answers.update({
+        "/api/2.0/mlflow/experiments/get-by-name": {"experiment": {
+            "experiment_id": "1", "name": "creds", "lifecycle_stage": "active"}},
+        "/api/2.0/mlflow/runs/get": {"run": {"info": {
+            "run_id": "r1", "experiment_id": "1", "run_name": "n", "status": "RUNNING",
+            "lifecycle_stage": "active"}, "data": {}}},
+        "/api/2.0/mlflow/runs/update": {"run_info": {
+            "run_id": "r1", "experiment_id": "1", "status": "FINISHED",
+            "lifecycle_stage": "active"}},
+    })
+    # MLflow prints "View run ... at: <tracking URI>/#/..." when a run ends; restored afterwards
+    clean_env.setenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "false")
+    t = Tracker(TrackingConfig(tracking_uri=_with_userinfo(srv.url, USER, URI_PASSWORD)), "creds")
+    assert t.experiment_id == "1"
+    t.end_run("r1")
+    out = capsys.readouterr()
+    assert_clean_one_line(out.out + out.err)
+    assert ("/api/2.0/mlflow/runs/update", srv.expected) in srv.seen
+    assert_no_secret_looked_up(lookups)
+
+
+# --------------------------------------------------------------------------- redact_text
+
+
+def test_redact_text_inside_a_longer_message() -> None:
+    msg = ("MlflowException: API request to http://alice:pw1234@127.0.0.1:5000/api/2.0/mlflow/"
+           "runs/get failed with exception HTTPConnectionPool(host='127.0.0.1', port=5000)")
+    assert redact_text(msg) == msg.replace("alice:pw1234@", "alice:***@")
+
+
+def test_redact_text_several_uris() -> None:
+    msg = ("tried https://bob:one-pw@a.example:443/x, then postgresql+psycopg://db:two-pw@db/m "
+           "and http://:token-three@h; none answered")
+    out = redact_text(msg)
+    assert out == ("tried https://bob:***@a.example:443/x, then postgresql+psycopg://db:***@db/m "
+                   "and http://***@h; none answered")
+
+
+@pytest.mark.parametrize("text", [
+    "http://alice@host:5000/x", "http://host:5000", "sqlite:///mlflow.db", "mail alice@example.com",
+    "ratio 3:4@x", "file:///tmp/a:b/c@d", "", "no URI at all",
+])
+def test_redact_text_leaves_text_without_a_password_alone(text: str,
+                                                           clean_env: pytest.MonkeyPatch) -> None:
+    assert redact_text(text) == text
+
+
+def test_redact_text_environment_password_anywhere(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("MLFLOW_TRACKING_PASSWORD", "p@ss word!")
+    msg = "login as alice with p@ss word! failed (sent p%40ss%20word%21)"
+    assert redact_text(msg) == "login as alice with *** failed (sent ***)"
+
+
+def test_redact_text_password_of_the_tracking_uri_anywhere(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("MLFLOW_TRACKING_URI", f"http://{USER}:{URI_PASSWORD}@mlflow.internal:5000")
+    out = redact_text(f"bad credentials {PASSWORD!r} (encoded {URI_PASSWORD})")
+    assert out == "bad credentials '***' (encoded ***)"
+
+
+def test_redact_text_short_password_only_inside_uris(clean_env: pytest.MonkeyPatch) -> None:
+    # a three-letter password replaced everywhere would blank out ordinary words
+    clean_env.setenv("MLFLOW_TRACKING_PASSWORD", "the")
+    assert redact_text("the run at http://u:the@h failed") == "the run at http://u:***@h failed"
+
+
+def test_redact_text_ipv6_host() -> None:
+    assert redact_text("at http://u:pw99@[::1]:5000/api: refused") == (
+        "at http://u:***@[::1]:5000/api: refused")
+
+
+@pytest.mark.parametrize("uri", [
+    "http://u:p%40ss%3Aword@host:5000/x",   # "@" and ":" percent-encoded
+    "http://u:p@ss:word@host:5000/x",       # written raw: urlsplit also ends it at the last "@"
+])
+def test_redact_text_password_containing_at(uri: str) -> None:
+    out = redact_text(f"error: {uri} down")
+    assert out == "error: http://u:***@host:5000/x down"
+    assert "ss" not in out.replace("host", "")
+    assert redact_text(uri) == redact(uri)  # the same answer as for a single URI
+
+
+def test_redact_text_is_idempotent() -> None:
+    once = redact_text("see http://alice:pw1234@h:1/ and https://:tok1234@g")
+    assert redact_text(once) == once
+
+
+def test_without_userinfo() -> None:
+    assert without_userinfo("http://alice:pw@[::1]:5000/x") == "http://[::1]:5000/x"
+    assert without_userinfo("https://alice@h/x") == "https://h/x"
+    assert without_userinfo("http://h:5000") == "http://h:5000"
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _mlflow_connection_error(clean_env: pytest.MonkeyPatch) -> Exception:
+    """MLflow's own error for a server that is down: it names the URI, password and all."""
+    from mlflow import MlflowClient
+
+    clean_env.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    try:
+        MlflowClient(tracking_uri=f"http://{USER}:{URI_PASSWORD}@127.0.0.1:{port}"
+                     ).search_experiments()
+    except Exception as err:
+        assert URI_PASSWORD in str(err)  # what there is to redact
+        return err
+    raise AssertionError("a closed port answered")
+
+
+def test_cli_error_line_is_redacted(clean_env: pytest.MonkeyPatch) -> None:
+    from paramaudit.cli import _one_line
+
+    line = _one_line(_mlflow_connection_error(clean_env))
+    assert f"http://{USER}:***@127.0.0.1:" in line
+    assert_clean_one_line(line)
+
+
+def test_parent_run_error_tag_is_redacted(tracker: Tracker, clean_env: pytest.MonkeyPatch) -> None:
+    err = _mlflow_connection_error(clean_env)
+    with pytest.raises(type(err)), tracker.parent_run("down", {}) as run:
+        raise err
+    tag = tracker.client.get_run(run).data.tags["error"]
+    assert tag.startswith("MlflowException: API request to http://alice:***@127.0.0.1:")
+    assert_clean_one_line(tag)
+
+
+def test_trial_error_is_redacted(tmp_path: Path) -> None:
+    from paramaudit.tuning import trial_error
+
+    error_file = tmp_path / "error.txt"
+    error_file.write_text(f"Traceback ...\nRuntimeError: cannot log to "
+                          f"http://{USER}:{URI_PASSWORD}@10.0.0.5:5000/api\n")
+    trial = SimpleNamespace(pickled_error_file=None, error_file=str(error_file))
+    assert trial_error(trial) == f"RuntimeError: cannot log to http://{USER}:***@10.0.0.5:5000/api"
