@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
+from paramaudit import stopping
 from paramaudit.errors import OverfitGateError, UserInputError
 from paramaudit.prefect_server import EmbeddedPrefectServer, api_url_configured
 
@@ -156,6 +157,32 @@ def _load_pipeline(cfg: Any) -> tuple[Any, float]:
     return paramaudit_pipeline, time.monotonic() - started
 
 
+@contextlib.contextmanager
+def _sigterm_left_to_the_cli() -> Any:
+    """While the CLI's flow run runs: Prefect's flow engine does not take SIGTERM over.
+
+    Prefect's engine puts a handler on SIGTERM for the whole flow run that raises its
+    TerminationSignal wherever the main thread is (inside an import, or inside the cleanup of a
+    first stop: a second SIGTERM then leaves MLflow runs RUNNING), and that re-sends the signal
+    after its crash handling. paramaudit.stopping handles SIGTERM for the CLI instead, and
+    Prefect's engine marks the flow run Crashed on the KeyboardInterrupt it raises, as it does
+    on Ctrl-C. The handler exists for runs a Prefect worker starts (their cancellation), which
+    do not go through here. Prefect has no setting for it: ``capture_sigterm`` in
+    ``prefect.flow_engine`` (Prefect 3.9) is held back; under another name it stands.
+    """
+    from prefect import flow_engine
+
+    original = getattr(flow_engine, "capture_sigterm", None)
+    if not stopping.installed() or original is None:
+        yield
+        return
+    flow_engine.capture_sigterm = contextlib.nullcontext  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        flow_engine.capture_sigterm = original  # type: ignore[attr-defined]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The pipeline, from the command line.
 
@@ -175,6 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
+    stopping.at_once(True)  # until the flow runs there is nothing to end but processes
     # Prefect's server (when the environment names none; a profile's URL is checked below, once
     # Prefect's settings are loaded) starts first, gated: its imports, most of its start-up, run
     # while the input is checked; it goes on once the input is good, and bad input kills it
@@ -195,7 +223,8 @@ def _run(args: argparse.Namespace) -> int:
           f"{cfg.data.dataset or cfg.data.path} / {cfg.search.algorithm} search"
           f"{' (smoke)' if cfg.smoke else ''}", flush=True)
     timings: dict[str, float] = {}
-    with ThreadPoolExecutor(1, thread_name_prefix="paramaudit-load") as pool:
+    pool = ThreadPoolExecutor(1, thread_name_prefix="paramaudit-load")
+    try:
         loading = pool.submit(_load_pipeline, cfg)
         ray_started = time.monotonic()
         # the flow's search uses the Ray started here; this context stops it after the flow
@@ -225,16 +254,21 @@ def _run(args: argparse.Namespace) -> int:
             gc.freeze()
             gc.enable()
             called_at = time.time()
+            stopping.at_once(False)  # from here on a stop ends the MLflow runs first
             try:
-                with settings:
+                with settings, _sigterm_left_to_the_cli():
                     summary = paramaudit_pipeline(config=cfg, resume_run_id=args.resume)
             except OverfitGateError as err:
                 summary = err.summary
                 if summary and args.output_json:
                     _write_json_atomic(args.output_json, _public_summary(summary))
                 raise
-            stopping = time.monotonic()
-        timings["ray_stop"] = time.monotonic() - stopping
+            ray_stopping = time.monotonic()
+        timings["ray_stop"] = time.monotonic() - ray_stopping
+    finally:
+        # interrupted, the flow's imports may still be running: not waited for (the exit is
+        # os._exit, see stopping.exit_interrupted)
+        pool.shutdown(wait=not stopping.requested(), cancel_futures=True)
     timings["checks"] = checked - t0
     timings = summary.setdefault("timings", {}) | {k: round(v, 3) for k, v in timings.items()}
     summary["timings"] = timings
@@ -275,16 +309,28 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
+    from paramaudit.tracking import redact_text
+
+    # redacted before it is cut: a URI cut inside its password would no longer match
+    text = redact_text(" ".join(str(err).split())) or type(err).__name__
     return text[:1000]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``paramaudit`` console script."""
+    """Entry point of the ``paramaudit`` console script.
+
+    An interrupted ``run`` (SIGTERM or SIGINT) does not return: it ends the process with exit
+    code 130 within paramaudit.stopping's deadline, its MLflow runs KILLED and its processes
+    stopped.
+    """
     quiet_environment()
     args = _parser().parse_args(argv)
-    # SIGTERM ends a run the way Ctrl-C does: the parent run is marked KILLED, Ray is stopped
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if args.command == "run":
+        # SIGTERM and SIGINT end a run the way Ctrl-C does: the parent run and the trials still
+        # running are marked KILLED, Ray is stopped; bounded in time whatever the run is doing
+        stopping.install(debug=args.debug)
+    else:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     handler = {"run": cmd_run, "audit": cmd_audit}[args.command]
     try:
         code = handler(args)
@@ -299,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"paramaudit: {_one_line(err)}", file=sys.stderr)
         code = EXIT_GATE
     except KeyboardInterrupt:
-        print("paramaudit: interrupted", file=sys.stderr)
+        if not stopping.requested():  # else exit_interrupted below says it
+            print("paramaudit: interrupted", file=sys.stderr)
         code = EXIT_INTERRUPT
     except OSError as err:
         if args.debug:
@@ -315,6 +362,12 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"paramaudit: failed: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
         code = EXIT_ERROR
+    except BaseException:
+        if not stopping.requested():
+            raise
+    if stopping.requested():
+        # a stop wins over whatever the run did meanwhile (its error went to the muted stderr)
+        stopping.exit_interrupted()
     sys.stdout.flush()
     # Python's last garbage collection at exit walks every object torch, Ray, Prefect and MLflow
     # created (about 3 s here) only to free memory the OS reclaims anyway: skip it. Files and

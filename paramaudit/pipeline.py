@@ -31,10 +31,11 @@ from paramaudit.runreport import (
     markdown_summary,
     plot_learning_curves,
 )
-from paramaudit.tracking import Tracker, is_local_store, redact, scratch_dir
-from paramaudit.training import FinalModel, train_best
+from paramaudit.tracking import Tracker, is_local_store, redact, scratch_dir, without_userinfo
+from paramaudit.training import STATE_FILE, FinalModel, final_from_state, train_best
 from paramaudit.tuning import (
     SearchOutcome,
+    divergence_rule,
     metric_mode,
     ray_session,
     run_search,
@@ -250,24 +251,48 @@ def reprocess(splits: Splits, pre: dict[str, Any], seed: int) -> Splits:
     return refit_preprocessing(splits, scaler, pca, seed)
 
 
+def reusable_weights(outcome: SearchOutcome, cfg: PipelineConfig) -> str | None:
+    """The best trial's saved weights when they are what retraining it would give, else None.
+
+    A trial trains on the same split, preprocessing (refitted on the same train rows), seed and
+    StopRule as the final model, and saves its best weights at its last epoch: retraining it would
+    repeat it. Not so for k-fold trials (trained on folds), trials Tune stopped (ASHA: no saved
+    weights) or a checkpoint that is gone (a resumed run, another machine's disk).
+    """
+    best = outcome.best_trial()
+    if cfg.search.cv_folds or not best.checkpoint:
+        return None
+    return best.checkpoint if (Path(best.checkpoint) / STATE_FILE).is_file() else None
+
+
 def train_final(splits: Splits, outcome: SearchOutcome, cfg: PipelineConfig) -> FinalModel:
-    """Step 3: retrain the chosen hyperparameters; one look at the test split."""
+    """Step 3: the chosen configuration's model (its trial's weights, or retrained); one look at
+    the test split."""
     hp = dict(outcome.best_hyperparameters)
     model_name = hp.pop("model", cfg.model)
     pre = {**cfg.preprocess.fixed(),
            **{k: hp.pop(k) for k in ("scaler", "pca_components", "augment") if k in hp}}
     splits = reprocess(splits, pre, cfg.seed)
-    final = train_best(splits, model_name, hp, max_epochs=cfg.train.max_epochs,
-                       patience=cfg.train.patience, seed=cfg.seed,
-                       augment=bool(pre.get("augment", False)))
+    saved = reusable_weights(outcome, cfg)
+    if saved is not None:
+        best = outcome.best_trial()
+        final = final_from_state(splits, model_name, hp, saved, best.to_history(),
+                                 source=f"trial {best.number}")
+    else:
+        final = train_best(splits, model_name, hp, max_epochs=cfg.train.max_epochs,
+                           patience=cfg.train.patience, seed=cfg.seed,
+                           augment=bool(pre.get("augment", False)),
+                           divergence=divergence_rule(cfg))
     final.example = splits.x_test[:5]
     final.preprocessing = splits.preprocessor.describe() if splits.preprocessor else {}
     final.hyperparameters.update({"model": model_name} if isinstance(cfg.model, dict) else {})
     final.hyperparameters.update({k: v for k, v in outcome.best_hyperparameters.items()
                                   if k in ("scaler", "pca_components", "augment")})
     h = final.history
-    say(f"[3/5] train: {len(h.val_loss)} epochs (best {h.best_epoch + 1}"
-        f"{', early stop' if h.stopped_early else ''}): test accuracy "
+    how = ("retrained" if final.source == "retrained"
+           else f"{final.source}'s own weights, as retraining it would give")
+    say(f"[3/5] train: {how}: {len(h.val_loss)} epochs (best {h.best_epoch + 1}"
+        f"{f', {h.stopped_by}' if h.stopped_early else ''}): test accuracy "
         f"{final.test_accuracy:.4f}, test loss {final.test_loss:.4f}")
     return final
 
@@ -371,7 +396,8 @@ def mlflow_ui_hint(tracker: Tracker, parent_id: str) -> tuple[str, str | None]:
                f"{tracker.uri} --host 127.0.0.1 --port {port}   (or: make ui)")
         base = f"http://127.0.0.1:{port}"
     else:
-        base = redact(tracker.uri).rstrip("/")
+        # a link a browser can open: the password stays out, the browser asks for it
+        base = without_userinfo(tracker.uri).rstrip("/")
         cmd = f"open {base}"
     url = f"{base}/#/experiments/{tracker.experiment_id}/runs/{parent_id}"
     return cmd, url
@@ -414,6 +440,7 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     tracker.set_tags(parent_id, {
         "overfit_verdict": verdict.verdict, "overfit_reasons": verdict.tag_text(),
         "best_trial_id": outcome.best_trial_id,
+        "final_model_source": final.source,
         # the run's description in the MLflow UI
         "mlflow.note.content": (
             f"Overfitting verdict **{verdict.verdict}**; test accuracy "
@@ -512,6 +539,8 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
             for t in outcome.trials
         ],
         "prefect_flow_run_id": flow_run_id,
+        "final_model": {"source": final.source, "epochs": len(h.val_loss),
+                        "best_epoch": best + 1, "stopped_by": h.stopped_by},
         "registered_model": registered,
         "mlflow_ui": {"command": ui_cmd, "url": ui_url},
         "markdown": md,

@@ -94,6 +94,10 @@ class EmbeddedPrefectServer:
             env=env, stdin=subprocess.PIPE if self._gated else subprocess.DEVNULL,
             stdout=self._log, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            # its own process group: Ctrl-C at a terminal signals the whole foreground group,
+            # and a server gone before the CLI has recorded the stop in it slows that stop
+            # down (the CLI stops the server itself)
+            start_new_session=True,
         )
 
     def release(self) -> None:

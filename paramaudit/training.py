@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from paramaudit.overfit import Curves
+from paramaudit.overfit import Curves, divergence
 
 # The train split is re-measured in eval mode every epoch (dropout off), as nanoGPT's
 # estimate_loss does; on big data a fixed subset keeps that cheap.
@@ -33,6 +34,9 @@ class History:
     val_accuracy: list[float] = field(default_factory=list)
     best_epoch: int = -1
     stopped_early: bool = False
+    # why training ended: "early_stopping", "divergence" or "max_epochs" (see StopRule)
+    stopped_by: str | None = None
+    stop_reason: str | None = None
 
     def curves(self) -> Curves:
         """The curves the overfitting verdict reads."""
@@ -177,6 +181,50 @@ class EpochTrainer:
         return self.history
 
 
+@dataclass(frozen=True)
+class StopRule:
+    """When a training run ends: the same rule for every trial and for the final model.
+
+    After each epoch, in this order: val loss diverged from its minimum for ``divergence``
+    ``(tolerance, k)`` epochs while train loss fell (overfit.divergence); no val-loss improvement
+    for ``patience`` epochs; ``max_epochs`` reached. Trials and the final model sharing it is what
+    makes the best trial's weights the final model's (pipeline.train_final) with no retraining.
+    """
+
+    max_epochs: int
+    patience: int | None = None
+    divergence: tuple[float, int] | None = None
+
+    def check(self, trainer: EpochTrainer) -> tuple[str, str] | None:
+        """``(kind, reason)`` when training ends after the epoch just trained, else None."""
+        h = trainer.history
+        if self.divergence is not None:
+            why = divergence(h.train_loss, h.val_loss, *self.divergence)
+            if why:
+                return "divergence", why
+        if self.patience is not None and trainer.bad_epochs >= self.patience:
+            return "early_stopping", (f"early stopping: val loss did not improve for "
+                                      f"{self.patience} epochs after epoch {h.best_epoch + 1}")
+        if len(h.val_loss) >= self.max_epochs:
+            return "max_epochs", f"the epoch budget ({self.max_epochs}) is spent"
+        return None
+
+
+def train_epochs(trainer: EpochTrainer, rule: StopRule,
+                 ) -> Iterator[tuple[int, dict[str, float], tuple[str, str] | None]]:
+    """Train epoch by epoch; yield ``(epoch, metrics, stop)``, ``stop`` set on the last epoch."""
+    for epoch in range(rule.max_epochs):
+        metrics = trainer.step()
+        stop = rule.check(trainer)
+        if stop is not None:
+            h = trainer.history
+            h.stopped_by, h.stop_reason = stop
+            h.stopped_early = stop[0] != "max_epochs"
+        yield epoch, metrics, stop
+        if stop is not None:
+            return
+
+
 def fit(
     model: nn.Module,
     train: tuple[np.ndarray, np.ndarray],
@@ -185,21 +233,18 @@ def fit(
     *,
     max_epochs: int,
     patience: int | None = None,
+    divergence: tuple[float, int] | None = None,
     seed: int = 0,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     restore_best: bool = True,
     augment_shape: tuple[int, ...] | None = None,
 ) -> History:
-    """Train ``model`` in place; early-stop on val loss and restore the best weights."""
+    """Train ``model`` in place until the StopRule ends it; restore the best weights."""
     trainer = EpochTrainer(model, train, val, hp, seed=seed, augment_shape=augment_shape,
                            restore_best=restore_best)
-    for epoch in range(max_epochs):
-        metrics = trainer.step()
+    for epoch, metrics, _ in train_epochs(trainer, StopRule(max_epochs, patience, divergence)):
         if on_epoch is not None:
             on_epoch(epoch, metrics)
-        if patience is not None and trainer.bad_epochs >= patience:
-            trainer.history.stopped_early = True
-            break
     return trainer.finish()
 
 
@@ -247,17 +292,49 @@ class FinalModel:
     hyperparameters: dict[str, Any]
     example: Any = None  # a few preprocessed test rows: the logged model's input example
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    # where the weights come from: "retrained", or "trial N" (its saved best weights)
+    source: str = "retrained"
 
 
 def train_best(splits: Any, model_name: str, hp: Mapping[str, Any], *, max_epochs: int,
-               patience: int, seed: int, augment: bool = False) -> FinalModel:
+               patience: int, seed: int, augment: bool = False,
+               divergence: tuple[float, int] | None = None) -> FinalModel:
     """Retrain the best hyperparameters with early stopping, then evaluate once on test."""
     from models import build_model
 
     torch.manual_seed(seed)
     model = build_model(model_name, tuple(splits.input_shape), splits.n_classes, **hp)
     history = fit(model, (splits.x_train, splits.y_train), (splits.x_val, splits.y_val), hp,
-                  max_epochs=max_epochs, patience=patience, seed=seed, restore_best=True,
-                  augment_shape=image_shape(splits) if augment else None)
+                  max_epochs=max_epochs, patience=patience, divergence=divergence, seed=seed,
+                  restore_best=True, augment_shape=image_shape(splits) if augment else None)
     test_loss, test_acc = evaluate(model, *as_tensors(splits.x_test, splits.y_test))
     return FinalModel(model, history, test_loss, test_acc, dict(hp), splits.x_test[:5])
+
+
+STATE_FILE = "best_state.pt"
+
+
+def save_best_state(trainer: EpochTrainer, folder: Path) -> Path:
+    """The trainer's best weights (restore_best=True keeps them) as a file in ``folder``."""
+    state = trainer.best_state if trainer.best_state is not None else trainer.model.state_dict()
+    path = folder / STATE_FILE
+    torch.save(state, path)
+    return path
+
+
+def final_from_state(splits: Any, model_name: str, hp: Mapping[str, Any], state_dir: str | Path,
+                     history: History, source: str) -> FinalModel:
+    """The final model from a trial's saved best weights, evaluated once on test.
+
+    Valid only when that trial trained exactly as train_best would: the same data, hyperparameters,
+    seed and StopRule (pipeline.train_final checks it).
+    """
+    from models import build_model
+
+    model = build_model(model_name, tuple(splits.input_shape), splits.n_classes, **hp)
+    state = torch.load(Path(state_dir) / STATE_FILE, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    test_loss, test_acc = evaluate(model, *as_tensors(splits.x_test, splits.y_test))
+    return FinalModel(model, history, test_loss, test_acc, dict(hp), splits.x_test[:5],
+                      source=source)

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from paramaudit.config import PipelineConfig, RayConfig, SearchConfig, resolve_hyperparameters
-from paramaudit.overfit import Curves, assess, divergence
+from paramaudit.overfit import Curves, assess
+from paramaudit.tracking import redact_text
 from paramaudit.worker_ready import READY_DIR_ENV
 
 LOCAL_NODE_IP = "127.0.0.1"
@@ -91,20 +92,111 @@ def _sigterm_as_sigint(*_: Any) -> None:
 
 @contextmanager
 def _sigterm_as_interrupt(in_main: bool, previous: Any) -> Iterator[None]:
-    """While Ray is up, SIGTERM becomes SIGINT; ``previous`` is restored after.
+    """While Ray is up, SIGTERM stops the search as Ctrl-C does; the handlers are restored after.
 
-    ray.init turns SIGTERM into sys.exit, which can land inside Ray's C code and crash; as
-    SIGINT, Tune stops its trials gracefully and the search ends as interrupted (its runs
-    KILLED). Nested sessions set it again: a Prefect flow run installs its own handler between
-    the CLI's session and the flow's.
+    Under ``paramaudit run`` (``previous`` is paramaudit.stopping's handler) that handler keeps
+    both signals and gives a stop during the search to Tune itself (Tune's SIGUSR1 stop), so
+    Tune's own SIGINT handler is switched off (TUNE_DISABLE_SIGINT_HANDLER): it would take a
+    Ctrl-C that the CLI must see to bound the stop. Elsewhere (a flow run by a Prefect worker, a
+    test) SIGTERM becomes SIGINT: ray.init turns SIGTERM into sys.exit, which can land inside
+    Ray's C code; as SIGINT, Tune stops its trials gracefully and the search ends as interrupted
+    (its runs KILLED). Nested sessions set it again: a Prefect flow run installs its own handler
+    between the CLI's session and the flow's. Tune leaves its handlers on SIGINT and SIGUSR1
+    after a search: restored here too, or a later Ctrl-C would go to a search long finished.
     """
-    if in_main:
+    from paramaudit import stopping
+
+    if not in_main:
+        yield
+        return
+    kept = {s: signal.getsignal(s) for s in (signal.SIGINT, getattr(signal, "SIGUSR1", None)) if s}
+    managed = stopping.is_handler(previous)
+    tune_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    if managed:
+        signal.signal(signal.SIGTERM, previous)  # ray.init may have put its own there
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    else:
         signal.signal(signal.SIGTERM, _sigterm_as_sigint)
     try:
         yield
     finally:
-        if in_main and previous is not None:
+        for sig, handler in kept.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if managed:
+            if tune_env is None:
+                os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+            else:
+                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = tune_env
+
+
+@contextmanager
+def _stop_ends(managed: bool) -> Iterator[None]:
+    """With ``managed``: after a stop signal, the block ends with KeyboardInterrupt (see
+    ray_session), its own error chained."""
+    from paramaudit import stopping
+
+    try:
+        yield
+    except Exception as err:
+        if managed and stopping.requested():
+            raise KeyboardInterrupt("interrupted") from err
+        raise
+    if managed and stopping.requested():
+        raise KeyboardInterrupt("interrupted")
+
+
+def _shutdown_ray(in_main: bool) -> None:
+    """ray.shutdown, whole (a stop waits for it), then Python's SIGTERM handler put back.
+
+    Ray's core worker, on shutdown, resets SIGTERM to the system default behind Python's back
+    (it had put its crash handler there): Python still reports its handler, but the next SIGTERM
+    would kill the process outright (exit -15), with no cleanup and no line.
+    """
+    import ray
+
+    from paramaudit import stopping
+
+    with stopping.shielded():
+        ray.shutdown()
+    handler = signal.getsignal(signal.SIGTERM) if in_main else None
+    if handler is not None:
+        signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def _ray_keeps_sigterm_handler(keep: bool) -> Iterator[None]:
+    """With ``keep``: ray.init leaves the SIGTERM handler as it is (paramaudit.stopping's).
+
+    ray.init installs two: a Python one that calls sys.exit wherever the main thread is (exit
+    code 15, a node half started, an exit that can land in the middle of an import), and, in
+    the driver's core worker, a C++ crash handler that prints a stack dump on SIGTERM before
+    anything else runs and that Ray's shutdown replaces with the system default. The CLI's
+    handler raises only where that is safe, and the session stops what had started. Ray has no
+    setting for the first; ray.init calls ``ray._private.utils.set_sigterm_handler`` (Ray
+    2.60), held back here. The second is Ray's RAY_DISABLE_FAILURE_SIGNAL_HANDLER, read when Ray
+    is imported: set on ``ray._private.ray_constants`` for this driver only (its workers keep
+    their crash handler). Where either is missing (another Ray), Ray's stands and the session
+    puts the CLI's back once ray.init returns.
+    """
+    from ray._private import ray_constants, utils
+
+    original = getattr(utils, "set_sigterm_handler", None)
+    crash_handler_off = getattr(ray_constants, "RAY_DISABLE_FAILURE_SIGNAL_HANDLER", None)
+    if not keep or original is None:
+        yield
+        return
+    utils.set_sigterm_handler = lambda handler: None
+    if crash_handler_off is not None:
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = original
+        if crash_handler_off is not None:
+            ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = crash_handler_off
 
 
 # Python processes Ray starts on a head node that a local paramaudit Ray never uses (about
@@ -155,17 +247,25 @@ def ray_session(cfg: RayConfig, slots: int | None = None) -> Iterator[dict[str, 
 
     A local Ray gets ``cfg.num_cpus`` CPUs, else as many as the machine has, at most ``slots``
     (the trials the search can run at once: trial_slots): each CPU holds a warm idle worker.
+
+    Under ``paramaudit run`` a stop signal (paramaudit.stopping) that arrived during the session
+    ends it with KeyboardInterrupt, also when what it wraps returned or failed meanwhile (a stop
+    that Tune took before its first trial started would surface as a search with no trial
+    finished, and the parent run would end FAILED instead of KILLED).
     """
     import ray
+
+    from paramaudit import stopping
 
     for key, value in ray_environment().items():
         os.environ.setdefault(key, value)  # a user's own setting wins
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     in_main = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.getsignal(signal.SIGTERM) if in_main else None
+    managed = in_main and stopping.is_handler(previous_sigterm)
     if ray.is_initialized():
         # started by the caller (the CLI starts Ray while Prefect's server boots): theirs to stop
-        with _sigterm_as_interrupt(in_main, previous_sigterm):
+        with _sigterm_as_interrupt(in_main, previous_sigterm), _stop_ends(managed):
             yield {"address": _LOCAL_RAY["address"] or "already running", "started": False,
                    "reused": True, "cpus": int(ray.cluster_resources().get("CPU", 1))}
         return
@@ -174,7 +274,13 @@ def ray_session(cfg: RayConfig, slots: int | None = None) -> Iterator[dict[str, 
         # a cluster on this machine's loopback: the driver must claim the same loopback address,
         # or Ray picks eth0 and cannot find a raylet there
         extra = {"_node_ip_address": host} if host.startswith("127.") else {}
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, **extra)
+        try:
+            with _ray_keeps_sigterm_handler(managed):
+                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
+                         **extra)
+        except BaseException:
+            _shutdown_ray(in_main)  # a connection cut short by a stop or an error
+            raise
         started = False
     else:
         # a stale RAY_ADDRESS or cluster file must not hijack the embedded instance
@@ -182,30 +288,40 @@ def ray_session(cfg: RayConfig, slots: int | None = None) -> Iterator[dict[str, 
         ready_dir = tempfile.mkdtemp(prefix="paramaudit-ray-warm-")
         os.environ[READY_DIR_ENV] = ready_dir  # Ray's processes inherit it; see worker_ready
         num_cpus = cfg.num_cpus or min(os.cpu_count() or 1, slots or os.cpu_count() or 1)
-        with _lean_local_node():
-            ray.init(
-                address="local",
-                num_cpus=num_cpus,
-                object_store_memory=cfg.object_store_memory or 200 * 1024 * 1024,
-                include_dashboard=False,
-                _node_ip_address=LOCAL_NODE_IP,
-                logging_level=logging.WARNING,
-                log_to_driver=False,
-                # Ray starts one idle worker per CPU at once; with these imported there, while
-                # the driver is still setting up, a trial's actor starts warm (_plain_trial_actors)
-                _system_config={"preload_python_modules": list(WORKER_PRELOAD),
-                                "kill_idle_workers_interval_ms": 0, "enable_worker_prestart": True},
-            )
+        try:
+            with _lean_local_node(), _ray_keeps_sigterm_handler(managed):
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus,
+                    object_store_memory=cfg.object_store_memory or 200 * 1024 * 1024,
+                    include_dashboard=False,
+                    _node_ip_address=LOCAL_NODE_IP,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                    # Ray starts one idle worker per CPU at once; with these imported there,
+                    # while the driver is still setting up, a trial's actor starts warm
+                    # (_plain_trial_actors)
+                    _system_config={"preload_python_modules": list(WORKER_PRELOAD),
+                                    "kill_idle_workers_interval_ms": 0,
+                                    "enable_worker_prestart": True},
+                )
+        except BaseException:
+            # a start cut short by a stop or an error: stop what had started (processes Ray had
+            # not yet recorded die with this process; the CLI stops them at once)
+            _shutdown_ray(in_main)
+            shutil.rmtree(ready_dir, ignore_errors=True)
+            os.environ.pop(READY_DIR_ENV, None)
+            raise
         _LOCAL_RAY.update(started=True, workers=num_cpus, ready_dir=ready_dir)
         started = True
     _LOCAL_RAY["address"] = address or "local"
     try:
-        with _sigterm_as_interrupt(in_main, previous_sigterm):
+        with _sigterm_as_interrupt(in_main, previous_sigterm), _stop_ends(managed):
             yield {"address": address or "local", "started": started,
                    "cpus": int(ray.cluster_resources().get("CPU", 1))}
     finally:
         if started:
-            ray.shutdown()
+            _shutdown_ray(in_main)  # half a shutdown would leave Ray's processes running
             shutil.rmtree(_LOCAL_RAY["ready_dir"], ignore_errors=True)
             os.environ.pop(READY_DIR_ENV, None)
         _LOCAL_RAY.update(address=None, started=False, workers=0, ready_dir=None)
@@ -386,6 +502,12 @@ def param_space(search: SearchConfig, extra: Mapping[str, Any] | None = None) ->
     return space
 
 
+def divergence_rule(cfg: PipelineConfig) -> tuple[float, int]:
+    """The divergence stop of trials and the final model (training.StopRule), from the audit's
+    own divergence thresholds: the search stops what the verdict would call diverging."""
+    return cfg.audit.divergence_tolerance, cfg.audit.divergence_epochs
+
+
 def metric_mode(metric: str) -> str:
     """Whether the search metric is minimised (a loss) or maximised (an accuracy)."""
     return "min" if metric == "val_loss" else "max"
@@ -496,7 +618,7 @@ def trainable(config: dict[str, Any], data: dict[str, Any] | None = None,
     from ray import tune
 
     from models import build_model
-    from paramaudit.training import fit, fit_folds
+    from paramaudit.training import EpochTrainer, StopRule, fit_folds, save_best_state, train_epochs
 
     assert data is not None and settings is not None
     # one thread per trial: trials run side by side, and oversubscribed BLAS threads thrash
@@ -517,67 +639,42 @@ def trainable(config: dict[str, Any], data: dict[str, Any] | None = None,
 
     clock = {"last": time.perf_counter(), "train": 0.0}
 
-    def report(epoch: int, metrics: dict[str, float]) -> None:
+    def report(epoch: int, metrics: dict[str, float], stop: tuple[str, str] | None = None,
+               trainer: EpochTrainer | None = None) -> None:
         # seconds spent in training and evaluation, apart from Tune's own bookkeeping
         now = time.perf_counter()
         clock["train"] += now - clock["last"]
-        tune.report({**metrics, "epoch": epoch + 1, "params_trainable": n_params, "skipped": 0,
-                     "node_id": node, "train_seconds": clock["train"]})
+        result = {**metrics, "epoch": epoch + 1, "params_trainable": n_params, "skipped": 0,
+                  "node_id": node, "train_seconds": clock["train"]}
+        if stop is not None:
+            result.update(stopped_by=stop[0], stop_reason=stop[1])
+        if trainer is None:
+            tune.report(result)
+        else:
+            # the trial's last epoch: its best weights go with it (a Tune checkpoint), so that
+            # the final model can be these weights instead of a retraining that would repeat it
+            with tempfile.TemporaryDirectory(prefix="paramaudit-trial-") as tmp:
+                save_best_state(trainer, Path(tmp))
+                tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
         clock["last"] = time.perf_counter()
 
     torch.manual_seed(settings["seed"])
     if len(pairs) == 1:
         model = build_model(model_name, shape, data["n_classes"], **hp)
         (train, val), = pairs
-        fit(model, train, val, hp, max_epochs=settings["max_epochs"], patience=None,
-            seed=settings["seed"], on_epoch=report, restore_best=False, augment_shape=augment_shape)
+        # exactly what training.train_best does for the final model (same loop and StopRule)
+        trainer = EpochTrainer(model, train, val, hp, seed=settings["seed"],
+                               augment_shape=augment_shape, restore_best=True)
+        rule = StopRule(settings["max_epochs"], settings["patience"], settings["divergence"])
+        for epoch, metrics, stop in train_epochs(trainer, rule):
+            report(epoch, metrics, stop, trainer if stop is not None else None)
     else:
         models = [build_model(model_name, shape, data["n_classes"], **hp) for _ in pairs]
         fit_folds(models, pairs, hp, max_epochs=settings["max_epochs"], seed=settings["seed"],
                   on_epoch=report, augment_shape=augment_shape)
 
 
-# -- driver side: a stopper and the MLflow logger -------------------------------------------------
-class DivergenceStopper:
-    """Stop a trial whose val loss diverged from its minimum for k epochs while train loss fell."""
-
-    def __init__(self, tolerance: float, k: int) -> None:
-        from ray.tune import Stopper
-
-        self._base = Stopper
-        self.tolerance, self.k = tolerance, k
-        self.curves: dict[str, tuple[list[float], list[float]]] = {}
-        self.reasons: dict[str, str] = {}
-
-    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        if result.get("skipped"):
-            return True
-        train, val = self.curves.setdefault(trial_id, ([], []))
-        train.append(float(result["train_loss"]))
-        val.append(float(result["val_loss"]))
-        reason = divergence(train, val, self.tolerance, self.k)
-        if reason:
-            self.reasons[trial_id] = reason
-            return True
-        return False
-
-    def stop_all(self) -> bool:
-        return False
-
-    def as_tune_stopper(self) -> Any:
-        """Wrap as a ray.tune.Stopper (built lazily so this module imports without Ray)."""
-        outer = self
-
-        class _Stopper(self._base):  # type: ignore[misc,name-defined]
-            def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-                return outer(trial_id, result)
-
-            def stop_all(self) -> bool:
-                return outer.stop_all()
-
-        return _Stopper()
-
-
+# -- driver side: the MLflow logger ---------------------------------------------------------------
 @dataclass
 class TrialRecord:
     """What the driver learned of one trial."""
@@ -590,9 +687,12 @@ class TrialRecord:
     params_trainable: int | None = None
     status: str = "RUNNING"
     error: str | None = None
-    stopped_by: str | None = None
+    stopped_by: str | None = None  # asha, divergence, early_stopping (None: the full budget)
+    stop_reason: str | None = None
     skip_reason: str | None = None
     verdict: str | None = None
+    # the Tune checkpoint the trial left at its last epoch: its best weights (final_from_state)
+    checkpoint: str | None = None
     node_id: str | None = None
     worker_pid: int | None = None  # the Ray worker process that ran the trial
     fold_val_accuracy: list[float] = field(default_factory=list)
@@ -608,6 +708,16 @@ class TrialRecord:
     def final(self, metric: str) -> float:
         values = self.history.get(metric) or [math.nan]
         return values[-1]
+
+    def to_history(self) -> Any:
+        """The trial's curves as a training.History (best epoch: the first lowest val loss)."""
+        from paramaudit.training import History
+
+        h = History(**{m: list(self.history[m]) for m in METRICS})
+        h.best_epoch = int(np.argmin(h.val_loss)) if h.val_loss else -1
+        h.stopped_by, h.stop_reason = self.stopped_by or "max_epochs", self.stop_reason
+        h.stopped_early = self.stopped_by is not None
+        return h
 
 
 def trial_run_name(number: int, hp: Mapping[str, Any]) -> str:
@@ -636,6 +746,7 @@ def records_from_mlflow(tracker: Any, parent_id: str) -> dict[str, TrialRecord]:
         rec.status = tags.get("trial_status", "RUNNING")
         rec.verdict, rec.stopped_by = tags.get("overfit_verdict"), tags.get("stopped_by")
         rec.skip_reason, rec.error = tags.get("skip_reason"), tags.get("error")
+        rec.stop_reason, rec.checkpoint = tags.get("stop_reason"), tags.get("final_state")
         if "params_trainable" in run.data.metrics:
             rec.params_trainable = int(run.data.metrics["params_trainable"])
         if rec.status == "TERMINATED":
@@ -653,8 +764,7 @@ def _typed_params(params: Mapping[str, str]) -> dict[str, Any]:
 
 
 def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train: int,
-                      stopper: DivergenceStopper, say: Callable[[str], None],
-                      existing: dict[str, TrialRecord] | None = None) -> Any:
+                      say: Callable[[str], None], existing: dict[str, TrialRecord] | None = None) -> Any:
     """A Ray Tune callback, run on the driver, that mirrors each trial into a nested MLflow run.
 
     A trial's metric histories are written once, when it ends: a trial restarted by --resume
@@ -671,6 +781,7 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
     replays: set[str] = set()
     unwritten: set[str] = set()  # trials whose final record is queued, not yet in MLflow
     writer = WriteBehind()
+    planned = planned_trials(cfg)  # for the progress lines: a grid runs trials x its cells
 
     class TrialLogger(Callback):
         def __init__(self) -> None:
@@ -704,7 +815,7 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
                 if lost:
                     end = "FAILED"
                     why = "its record was not written to MLflow" + (
-                        f": {errors[0]}"[:1000] if errors else "")
+                        redact_text(f": {errors[0]}")[:1000] if errors else "")
                 try:
                     tracker.set_tags(rec.run_id, {"trial_status": end, "error": why})
                     tracker.end_run(rec.run_id, end)
@@ -761,6 +872,8 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
             for m in METRICS:
                 rec.history[m].append(float(result[m]))
             rec.train_seconds = float(result.get("train_seconds", rec.train_seconds))
+            if result.get("stopped_by"):  # the trial's own StopRule ended it at this epoch
+                rec.stopped_by, rec.stop_reason = result["stopped_by"], result.get("stop_reason")
             rec.fold_val_accuracy = [float(v) for k, v in sorted(result.items())
                                      if k.startswith("fold") and k.endswith("_val_accuracy")]
 
@@ -781,14 +894,15 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
             elif error:
                 tags["error"] = error
             elif epochs:
-                if trial.trial_id in stopper.reasons:
-                    rec.stopped_by = "divergence"
-                    tags.update(stopped_by="divergence",
-                                stop_reason=stopper.reasons[trial.trial_id])
-                elif epochs < cfg.train.max_epochs:
-                    rec.stopped_by = "asha"
-                    tags.update(stopped_by="asha",
-                                stop_reason=f"ASHA stopped it after {epochs} epochs")
+                if rec.stopped_by == "max_epochs":
+                    rec.stopped_by = None  # it ran its whole budget
+                elif rec.stopped_by is None and epochs < cfg.train.max_epochs:
+                    rec.stopped_by = "asha"  # Tune stopped it: ASHA is the only stopper
+                    rec.stop_reason = f"ASHA stopped it after {epochs} epochs"
+                if rec.stopped_by:
+                    tags.update(stopped_by=rec.stopped_by, stop_reason=rec.stop_reason)
+                if rec.checkpoint:
+                    tags["final_state"] = rec.checkpoint
                 verdict = assess(Curves(**{m: rec.history[m] for m in METRICS}), cfg.audit,
                                  params_trainable=rec.params_trainable or 0, n_train=n_train,
                                  fold_scores=rec.fold_val_accuracy or None)
@@ -820,7 +934,13 @@ def make_trial_logger(tracker: Any, parent_id: str, cfg: PipelineConfig, n_train
                         f"val_loss {rec.best('val_loss', 'min'):.4f} after {epochs} epochs"
                         + (f" (stopped by {rec.stopped_by})" if rec.stopped_by else ""))
             params = f"{rec.params_trainable:,}" if rec.params_trainable else "?"
-            say(f"  trial {rec.number:>3}/{cfg.search.trials}  {params:>9} params  {what}")
+            say(f"  trial {rec.number:>3}/{planned}  {params:>9} params  {what}")
+
+        def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any,
+                          **info: Any) -> None:
+            rec = records.get(trial.trial_id)
+            if rec is not None and trial.trial_id not in replays:
+                rec.checkpoint = str(checkpoint.path)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any,
                               **info: Any) -> None:
@@ -853,6 +973,7 @@ def trial_error(trial: Any) -> str:
         text = err
     else:
         text = f"{type(err).__name__}: {err}"
+    text = redact_text(text)  # before it is cut: a cut URI would no longer match
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1][:1000] if lines else text
 
@@ -898,18 +1019,18 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
     search = cfg.search
     settings = {"model": cfg.model if isinstance(cfg.model, str) else cfg.model["choice"][0],
                 "seed": cfg.seed, "max_epochs": cfg.train.max_epochs, "n_train": n_train,
+                "patience": cfg.train.patience, "divergence": divergence_rule(cfg),
                 "search": search, "cv_folds": search.cv_folds,
                 "preprocess": {"scaler": "standard", "pca_components": None, "augment": False,
                                **cfg.preprocess.fixed()}}
-    stopper = DivergenceStopper(cfg.audit.divergence_tolerance, cfg.audit.divergence_epochs)
     existing = records_from_mlflow(tracker, parent_id) if resume else {}
-    logger = make_trial_logger(tracker, parent_id, cfg, n_train, stopper, say, existing)
+    logger = make_trial_logger(tracker, parent_id, cfg, n_train, say, existing)
     extra = {k: v for k, v in searched_space(cfg).items() if k not in search.space}
     space = param_space(search, extra)
     # tune.with_parameters puts the arrays in the object store once, not per trial
     fn = tune.with_resources(tune.with_parameters(trainable, data=data, settings=settings),
                              {"cpu": 1})
-    run_config = _run_config("search", storage, logger, stopper.as_tune_stopper())
+    run_config = _run_config("search", storage, logger)
     started = time.monotonic()
     path = storage / "search"
     if resume and tune.Tuner.can_restore(str(path)):
@@ -918,7 +1039,6 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
         # the restored run config carries unpickled copies of our callbacks; use live ones
         # (Tuner has no public setter for this)
         tuner._local_tuner._run_config.callbacks = [logger]
-        tuner._local_tuner._run_config.stop = stopper.as_tune_stopper()
         done = sum(r.status in ("TERMINATED", "SKIPPED", "ERROR") for r in existing.values())
         say(f"  resuming the search: {done} trial(s) already done")
     else:
@@ -933,7 +1053,7 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
             with _plain_trial_actors(), _started_actors_kept():
                 tuner.fit()
             if resume:
-                _top_up(tune, fn, space, cfg, logger, stopper.as_tune_stopper(), storage, say)
+                _top_up(tune, fn, space, cfg, logger, storage, say)
             logger.flush()
         # Tune stops its own trials on Ctrl-C and returns: that is still an interruption
         if any(r.status == "RUNNING" for r in logger.records.values()):
@@ -967,7 +1087,8 @@ def _ending_open_runs(logger: Any) -> Iterator[None]:
     try:
         yield
     except Exception as err:
-        logger.close_open("FAILED", f"search failed: {type(err).__name__}: {err}"[:1000])
+        logger.close_open("FAILED",
+                          redact_text(f"search failed: {type(err).__name__}: {err}")[:1000])
         raise
     except BaseException:
         # not an Exception: Ctrl-C, SIGTERM (as the CLI or Prefect raises it), an exit
@@ -987,16 +1108,16 @@ def _tune_config(cfg: PipelineConfig, num_samples: int, search_alg: Any) -> Any:
                            scheduler=_scheduler(cfg.search, cfg.train.max_epochs))
 
 
-def _run_config(name: str, storage: Path, logger: Any, stop: Any) -> Any:
+def _run_config(name: str, storage: Path, logger: Any) -> Any:
     """Tune's run settings: state under ``storage/name``, our MLflow logger, no retries."""
     from ray import tune
 
     return tune.RunConfig(name=name, storage_path=str(storage), verbose=0, callbacks=[logger],
-                          stop=stop, failure_config=tune.FailureConfig(max_failures=0))
+                          failure_config=tune.FailureConfig(max_failures=0))
 
 
 def _top_up(tune: Any, fn: Any, space: dict[str, Any], cfg: PipelineConfig, logger: Any,
-            stop: Any, storage: Path, say: Callable[[str], None]) -> None:
+            storage: Path, say: Callable[[str], None]) -> None:
     """After a resumed search: run the trials Ray Tune's saved state lost, as new trials.
 
     Tune copies its search state to the storage path in the background while it keeps saving
@@ -1026,7 +1147,7 @@ def _top_up(tune: Any, fn: Any, space: dict[str, Any], cfg: PipelineConfig, logg
     draws = BasicVariantGenerator(random_state=cfg.seed + done,
                                   max_concurrent=max_concurrent(search) or 0)
     tuner = tune.Tuner(fn, param_space=space, tune_config=_tune_config(cfg, missing, draws),
-                       run_config=_run_config(f"search-topup-{done}", storage, logger, stop))
+                       run_config=_run_config(f"search-topup-{done}", storage, logger))
     with _plain_trial_actors(), _started_actors_kept():
         tuner.fit()
 

@@ -54,6 +54,7 @@ def test_bayes_search_over_models_with_k_fold(tmp_path: Path) -> None:
         assert child.data.metrics["cv_folds"] == 3
         assert 0 <= child.data.metrics["cv_val_accuracy_std"] < 0.5
     assert out["best_hyperparameters"]["model"] in ("mlp", "cnn")
+    assert out["final_model"]["source"] == "retrained"  # k-fold trials trained on folds
 
 
 def test_a_failing_trial_is_marked_failed_and_the_search_goes_on(tmp_path: Path) -> None:
@@ -76,6 +77,17 @@ def test_a_failing_trial_is_marked_failed_and_the_search_goes_on(tmp_path: Path)
     assert by_lr[0.05].info.status == "FINISHED"
     statuses = {t["status"] for t in out["trial_results"]}
     assert statuses == {"ERROR", "TERMINATED"}
+    # the grid's two cells, counted as such in the progress lines
+    said = proc.stdout + proc.stderr  # progress goes through Prefect's logger (log_prints)
+    assert "/2 " in said and "/1 " not in said
+    # the best trial ran its whole budget and saved its best weights: they are the final model,
+    # not retrained
+    (best,) = [t for t in out["trial_results"] if t["status"] == "TERMINATED"]
+    assert out["final_model"] == {"source": f"trial {best['trial']}", "epochs": 3,
+                                  "best_epoch": out["final_model"]["best_epoch"],
+                                  "stopped_by": "max_epochs"}
+    assert by_lr[0.05].data.tags["final_state"]
+    assert "own weights, as retraining it would give" in said
 
 
 def test_no_finished_trial_fails_the_pipeline_with_a_clear_message(tmp_path: Path) -> None:

@@ -9,15 +9,21 @@ import torch
 from models import build_model
 from paramaudit.config import DataConfig, PreprocessConfig
 from paramaudit.data import preprocess
+from paramaudit.overfit import divergence
 from paramaudit.training import (
+    EpochTrainer,
     FinalModel,
     History,
     NonFiniteLossError,
+    StopRule,
     as_tensors,
     evaluate,
+    final_from_state,
     fit,
     make_optimizer,
+    save_best_state,
     train_best,
+    train_epochs,
 )
 
 Arrays = tuple[np.ndarray, np.ndarray]
@@ -128,6 +134,62 @@ def test_restore_best_false_keeps_last_weights() -> None:
     assert h.stopped_early
     val_loss_now, _ = evaluate(model, *as_tensors(*val))
     assert val_loss_now == pytest.approx(h.val_loss[-1], abs=1e-5)
+
+
+def test_divergence_ends_training_at_the_epoch_the_rule_fires() -> None:
+    train, val = noise()
+    hp = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 8}
+    h = fit(mlp(num_layers=2, hidden_size=256), train, val, hp, max_epochs=100, patience=50,
+            divergence=(0.1, 3))
+    assert h.stopped_early and h.stopped_by == "divergence"
+    assert h.stop_reason == divergence(h.train_loss, h.val_loss, 0.1, 3)
+    # not one epoch earlier: the stop comes as soon as the rule holds
+    assert divergence(h.train_loss[:-1], h.val_loss[:-1], 0.1, 3) is None
+
+
+def test_stop_rule_order_divergence_then_patience_then_budget() -> None:
+    trainer = EpochTrainer.__new__(EpochTrainer)  # only history and bad_epochs are read
+    trainer.history = History(train_loss=[1.0, 0.5, 0.4, 0.3, 0.2], val_loss=[1.0, 0.5, 0.8, 0.9, 1.0],
+                              train_accuracy=[0.5] * 5, val_accuracy=[0.5] * 5, best_epoch=1)
+    trainer.bad_epochs = 3
+    kind, why = StopRule(5, patience=3, divergence=(0.1, 3)).check(trainer)
+    assert kind == "divergence" and why.startswith("divergence:")
+    kind, why = StopRule(5, patience=3).check(trainer)
+    assert kind == "early_stopping" and "3 epochs after epoch 2" in why
+    assert StopRule(5).check(trainer)[0] == "max_epochs"
+    assert StopRule(6, patience=4).check(trainer) is None
+
+
+def test_a_trials_saved_best_weights_are_the_retrained_final_model(tmp_path) -> None:
+    """The search's trials run train_epochs with the final model's StopRule and save their best
+    weights at their last epoch: loading those gives what train_best retrains, epoch for epoch."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(160, 4)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * rng.normal(size=160) > 0).astype(np.int64)
+    splits = SimpleNamespace(x_train=x[:100], y_train=y[:100], x_val=x[100:130], y_val=y[100:130],
+                             x_test=x[130:], y_test=y[130:], input_shape=(4,), n_classes=2)
+    hp = {"optimizer": "adam", "learning_rate": 0.05, "batch_size": 16, "num_layers": 2,
+          "hidden_size": 64}
+    torch.manual_seed(0)  # as the trainable does before it builds the model
+    model = build_model("mlp", (4,), 2, **hp)
+    trainer = EpochTrainer(model, (splits.x_train, splits.y_train), (splits.x_val, splits.y_val),
+                           hp, seed=0, restore_best=True)
+    for _, _, stop in train_epochs(trainer, StopRule(40, patience=3, divergence=(0.1, 3))):
+        if stop is not None:
+            save_best_state(trainer, tmp_path)
+    reused = final_from_state(splits, "mlp", hp, tmp_path, trainer.history, source="trial 1")
+    retrained = train_best(splits, "mlp", hp, max_epochs=40, patience=3, seed=0,
+                           divergence=(0.1, 3))
+    assert retrained.history.val_loss == trainer.history.val_loss
+    assert retrained.history.best_epoch == reused.history.best_epoch
+    assert retrained.history.stopped_by == reused.history.stopped_by
+    assert reused.test_loss == pytest.approx(retrained.test_loss, abs=1e-6)
+    for a, b in zip(reused.model.state_dict().values(), retrained.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    assert reused.source == "trial 1" and retrained.source == "retrained"
 
 
 def test_patience_none_runs_every_epoch_on_noise() -> None:

@@ -1,4 +1,4 @@
-"""Unit tests of the search: space translation, budget, stopper, names, tables, trial logger."""
+"""Unit tests of the search: space translation, budget, names, tables, trial logger."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 from paramaudit.config import SearchConfig, build_config
 from paramaudit.tracking import Tracker
 from paramaudit.tuning import (
-    DivergenceStopper,
     TrialRecord,
     count_trainable_params,
     make_trial_logger,
@@ -65,27 +64,6 @@ def test_over_budget_on_both_sides() -> None:
     reason = over_budget(201, 100, search)
     assert reason is not None and "per training sample" in reason
     assert over_budget(10**9, 1, SearchConfig()) is None
-
-
-def test_divergence_stopper_stops_only_a_diverging_trial() -> None:
-    stopper = DivergenceStopper(tolerance=0.1, k=3)
-    healthy = [(1.0, 1.0), (0.8, 0.8), (0.6, 0.7), (0.5, 0.65), (0.4, 0.6), (0.3, 0.6)]
-    for train, val in healthy:
-        assert stopper("a", {"train_loss": train, "val_loss": val}) is False
-    diverging = [(1.0, 1.0), (0.8, 0.5), (0.6, 0.6), (0.4, 0.7), (0.3, 0.8)]
-    decisions = [stopper("b", {"train_loss": t, "val_loss": v}) for t, v in diverging]
-    assert decisions == [False, False, False, False, True]
-    assert "b" in stopper.reasons and "a" not in stopper.reasons
-    assert stopper("c", {"skipped": 1}) is True
-
-
-def test_divergence_stopper_is_a_tune_stopper() -> None:
-    from ray.tune import Stopper
-
-    wrapped = DivergenceStopper(0.1, 3).as_tune_stopper()
-    assert isinstance(wrapped, Stopper)
-    assert wrapped("x", {"train_loss": 1.0, "val_loss": 1.0}) is False
-    assert wrapped.stop_all() is False
 
 
 def test_trial_names_say_what_was_tried() -> None:
@@ -284,8 +262,7 @@ def logged_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Trac
                         "search": {"trials": 2}, "train": {"max_epochs": 2}})
     tracker = Tracker(cfg.tracking, "logger")
     parent = tracker.start_run("parent")
-    stopper = DivergenceStopper(cfg.audit.divergence_tolerance, cfg.audit.divergence_epochs)
-    return tracker, parent, make_trial_logger(tracker, parent, cfg, 100, stopper, lambda _m: None)
+    return tracker, parent, make_trial_logger(tracker, parent, cfg, 100, lambda _m: None)
 
 
 def _result(epoch: int) -> dict[str, Any]:
@@ -336,3 +313,36 @@ def test_a_failed_write_still_ends_every_open_run_and_is_raised(
     assert runs["t2"].info.status == "KILLED" and runs["t2"].data.tags["error"] == "interrupted"
     assert runs["t1"].info.status == "FAILED"  # finished, but its record never reached MLflow
     assert "record was not written" in runs["t1"].data.tags["error"]
+
+
+def test_a_trial_that_stopped_itself_is_tagged_with_its_reason_and_weights(
+        logged_search: tuple[Tracker, str, Any]) -> None:
+    tracker, parent, logger = logged_search
+    trial = SimpleNamespace(trial_id="t1", config={"learning_rate": 0.01})
+    logger.on_trial_start(0, [], trial)
+    logger.on_trial_result(0, [], trial, {**_result(1), "stopped_by": "early_stopping",
+                                          "stop_reason": "early stopping: no improvement"})
+    logger.on_checkpoint(0, [], trial, SimpleNamespace(path="/somewhere/checkpoint_000000"))
+    logger.on_trial_complete(0, [], trial)
+    logger.close()
+    (run,) = tracker.child_runs(parent)
+    assert run.data.tags["stopped_by"] == "early_stopping"
+    assert run.data.tags["stop_reason"] == "early stopping: no improvement"
+    assert run.data.tags["final_state"] == "/somewhere/checkpoint_000000"
+    rec = logger.records["t1"]
+    assert rec.checkpoint == "/somewhere/checkpoint_000000"
+    h = rec.to_history()
+    assert h.stopped_early and h.stopped_by == "early_stopping" and h.best_epoch == 0
+
+
+def test_a_trial_cut_short_without_a_reason_of_its_own_was_stopped_by_asha(
+        logged_search: tuple[Tracker, str, Any]) -> None:
+    tracker, parent, logger = logged_search  # max_epochs is 2; this trial reports once
+    trial = SimpleNamespace(trial_id="t1", config={"learning_rate": 0.01})
+    logger.on_trial_start(0, [], trial)
+    logger.on_trial_result(0, [], trial, _result(1))
+    logger.on_trial_complete(0, [], trial)
+    logger.close()
+    (run,) = tracker.child_runs(parent)
+    assert run.data.tags["stopped_by"] == "asha" and "final_state" not in run.data.tags
+    assert logger.records["t1"].checkpoint is None

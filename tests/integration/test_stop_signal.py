@@ -1,0 +1,160 @@
+"""A stop signal ends `paramaudit run` within 10 s at any stage: exit 130, one line, runs KILLED.
+
+Keyed on the progress lines the run prints, so each case lands where it means to on a fast or a
+slow machine. test_reliability.py's mid-search SIGTERM (trials running, a bigger search) stays
+there; these cover the stages around it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import cli_env, paramaudit_cmd
+
+from paramaudit import stopping
+
+pytestmark = pytest.mark.integration
+
+MARK = "PARAMAUDIT_TEST_STOP_MARK"  # every process the run starts inherits it
+BUDGET_S = 10.0
+
+
+def _marked(mark: str) -> list[str]:
+    """Live processes that carry ``mark`` in their environment (their command lines)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if f"{MARK}={mark}".encode() not in (entry / "environ").read_bytes():
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ")[:120].decode())
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def _statuses(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(db) as con:
+            return [s for (s,) in con.execute("select status from runs")]
+    except sqlite3.OperationalError:
+        return []  # stopped before MLflow created its tables
+
+
+# (what to wait for on stdout or stderr, then seconds, the signal, a second one this much after)
+STAGES = {
+    "input-checks": (None, 0.3, signal.SIGTERM, None),
+    "ray-starting": (r"^paramaudit: .* search", 0.3, signal.SIGINT, None),
+    "search-starting": (r"  ray: ", 0.0, signal.SIGTERM, None),
+    "publishing": (r"\[4/5\] audit", 0.0, signal.SIGTERM, None),
+    # Ctrl-C twice, after the search: Tune's handler used to take it and nothing stopped
+    "publishing-ctrl-c-twice": (r"\[4/5\] audit", 0.0, signal.SIGINT, 0.3),
+}
+# what a stop used to print (Prefect's crash report, Tune's stop notice, tracebacks); a run
+# prints none of it before the stop
+NOISE = ("Traceback", "KeyboardInterrupt", "Exception ignored", "ERROR", "Crash",
+         "Stop signal received", "has been interrupted")
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_a_stop_ends_the_run_in_time_with_its_runs_killed(tmp_path: Path, stage: str) -> None:
+    pattern, delay, sig, second = STAGES[stage]
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({
+        "smoke": True, "data": {"dataset": "iris"}, "search": {"max_concurrent": 2}}))
+    mark = uuid.uuid4().hex
+    proc = subprocess.Popen(paramaudit_cmd() + ["run", "--config", "cfg.yaml"], cwd=tmp_path,
+                            env=cli_env(tmp_path, **{MARK: mark}), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    seen = threading.Event()
+    err: list[str] = []
+
+    def read(stream, keep: list[str] | None) -> None:
+        for line in stream:
+            if keep is not None:
+                keep.append(line)
+            if pattern and re.search(pattern, line):
+                seen.set()
+
+    readers = [threading.Thread(target=read, args=(proc.stdout, None), daemon=True),
+               threading.Thread(target=read, args=(proc.stderr, err), daemon=True)]
+    for reader in readers:
+        reader.start()
+    try:
+        if pattern:
+            assert seen.wait(180), f"never printed {pattern!r}: {''.join(err)[-2000:]}"
+        time.sleep(delay)
+        assert proc.poll() is None, f"ended before the stop: {''.join(err)[-2000:]}"
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        if second is not None:
+            time.sleep(second)
+            proc.send_signal(sig)
+        proc.wait(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for reader in readers:
+        reader.join(5)
+    left = _marked(mark)
+    stderr = "".join(err)
+    assert took < BUDGET_S, f"{took:.1f} s to stop"
+    assert proc.returncode == 130, stderr[-3000:]
+    assert stderr.endswith("paramaudit: interrupted\n") and stderr.count("interrupted\n") == 1
+    for noise in NOISE:
+        assert noise not in stderr, stderr[-3000:]
+    statuses = _statuses(tmp_path / "mlflow.db")
+    assert "RUNNING" not in statuses, statuses
+    if stage not in ("input-checks", "ray-starting"):  # the flow had opened its parent run
+        assert "KILLED" in statuses
+    assert left == [], left
+    with pytest.raises(ProcessLookupError):  # nothing left in the run's process group either
+        os.killpg(proc.pid, 0)
+
+
+def test_the_library_internals_the_stop_relies_on_are_still_there() -> None:
+    """The three handlers paramaudit.stopping works around, as the installed versions have them."""
+    import ray._private.ray_constants
+    import ray._private.utils
+    import ray._private.worker
+    from prefect import flow_engine
+    from prefect.utilities import engine as prefect_engine
+    from ray.tune import tune as tune_module
+
+    # ray.init installs a sys.exit handler through this function, and the driver's C++ crash
+    # handler unless this is set (tuning._ray_keeps_sigterm_handler)
+    assert callable(ray._private.utils.set_sigterm_handler)
+    assert "ray._private.utils.set_sigterm_handler(" in inspect.getsource(ray._private.worker.init)
+    assert ray._private.ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER in (False, True)
+    # Prefect's flow engine puts its SIGTERM bridge on through this name (cli._sigterm_left_to_the_cli)
+    assert flow_engine.capture_sigterm is prefect_engine.capture_sigterm
+    assert "capture_sigterm()" in inspect.getsource(flow_engine.FlowRunEngine.initialize_run)
+    # Tune's stop handler: on SIGUSR1 even with its SIGINT handler off (stopping._tune_stop)
+    setup = inspect.getsource(tune_module._setup_signal_catching)
+    assert "TUNE_DISABLE_SIGINT_HANDLER" in setup and "signal.SIGUSR1" in setup
+    previous = signal.getsignal(signal.SIGUSR1)
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    try:
+        tune_module._setup_signal_catching()
+        handler = signal.getsignal(signal.SIGUSR1)
+        assert (handler.__module__, handler.__qualname__) == stopping.TUNE_STOP_HANDLER
+    finally:
+        os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        signal.signal(signal.SIGUSR1, previous)
