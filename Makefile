@@ -25,8 +25,11 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/paramaudit run --config $(CONFIG)
 
+# Two pytest workers, one test file each at a time (a file's module fixtures stay in one process):
+# most of a test's time is a process starting, which leaves a core free on a 2-core machine.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit

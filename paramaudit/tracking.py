@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from paramaudit import stopping
 from paramaudit.config import TrackingConfig
 from paramaudit.errors import TrackingError
 
@@ -376,7 +377,10 @@ class Tracker:
         try:
             yield run_id
         except Exception as err:
-            self._fail(run_id, "FAILED", f"{type(err).__name__}: {err}")
+            # a stop can surface as an ordinary error (a library wrapping the KeyboardInterrupt
+            # it caught): the run was still stopped, not broken
+            status = "KILLED" if stopping.requested() else "FAILED"
+            self._fail(run_id, status, f"{type(err).__name__}: {err}")
             raise
         except BaseException as err:
             # not an Exception: Ctrl-C, SIGTERM (as the CLI or Prefect raises it), an exit

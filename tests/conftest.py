@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,17 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
-def cli_env(workdir: Path, guard_dir: Path | None = None, **extra: str) -> dict[str, str]:
-    """Environment for a `paramaudit` subprocess: its own store, Prefect home and guard."""
+# The API of the session's shared Prefect server while a module that asked for it runs (see
+# shared_prefect); empty otherwise, and each `paramaudit run` starts its own temporary server.
+_SHARED_PREFECT: dict[str, str] = {}
+
+
+def cli_env(workdir: Path, guard_dir: Path | None = None, embedded: bool = False,
+            **extra: str) -> dict[str, str]:
+    """Environment for a `paramaudit` subprocess: its own store, Prefect home and guard.
+
+    In a module using ``shared_prefect`` the run talks to that server unless ``embedded``.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "MLFLOW_"))}
     env.update(
         MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}",
@@ -28,6 +38,8 @@ def cli_env(workdir: Path, guard_dir: Path | None = None, **extra: str) -> dict[
         PREFECT_HOME=str(workdir / "prefect-home"),
         PYTHONUNBUFFERED="1",
     )
+    if _SHARED_PREFECT and not embedded:
+        env["PREFECT_API_URL"] = _SHARED_PREFECT["api"]
     if guard_dir is not None:
         guard_dir.mkdir(parents=True, exist_ok=True)
         env["PYTHONPATH"] = os.pathsep.join(
@@ -57,3 +69,33 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private working directory (mlflow.db, mlartifacts and .paramaudit land here)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def _prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Prefect server for the session (per xdist worker), started when first asked for."""
+    from support import servers as srv
+
+    work = tmp_path_factory.mktemp("shared-prefect")
+    guard = work / "netguard"
+    server = srv.start_prefect_server(work / "home", work / "server.log", guard)
+    try:
+        srv.wait_prefect_server(server)
+        yield f"{server.url}/api"
+    finally:
+        server.stop()
+    assert srv.guard_findings(guard) == []
+
+
+@pytest.fixture(scope="module")
+def shared_prefect(_prefect_server: str) -> Iterator[str]:
+    """The module's `paramaudit run`s use the session's Prefect server (cli_env sets it).
+
+    Starting a temporary server is most of a small run's cost on two cores; the runs that test
+    that server (test_startup, test_pipeline_cli, test_stop_signal) do not use this.
+    """
+    _SHARED_PREFECT["api"] = _prefect_server
+    try:
+        yield _prefect_server
+    finally:
+        _SHARED_PREFECT.clear()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, cli_env, paramaudit_cmd
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect")]
 
 BAD = ROOT / "tests" / "data" / "bad"
 TIMEOUT = 120  # a case that slipped past preflight would start the whole pipeline

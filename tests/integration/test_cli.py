@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import cli_env, paramaudit_cmd
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect")]
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""The flows in-process under Prefect's test harness: states, artifacts, and failure handling."""
+"""The flows in-process against a real Prefect server: states, artifacts, and failure handling."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
+def harness(shared_prefect: str):
+    """This process's flows talk to the session's Prefect server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with temporary_settings(updates={PREFECT_API_URL: shared_prefect}):
         yield
 
 

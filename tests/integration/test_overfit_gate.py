@@ -16,7 +16,7 @@ from paramaudit.data import Dataset, preprocess, split_and_scale
 from paramaudit.overfit import assess
 from paramaudit.training import train_best
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect")]
 
 
 def _noisy(n: int = 80, features: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

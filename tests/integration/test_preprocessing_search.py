@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import cli_env, paramaudit_cmd
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect")]
 
 
 def test_searched_scaler_with_pca_and_one_hot_columns(tmp_path: Path) -> None:

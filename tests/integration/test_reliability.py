@@ -16,7 +16,7 @@ import yaml
 from conftest import cli_env, paramaudit_cmd
 from support import servers as srv
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect")]
 
 
 def _descendants(root: int) -> set[int]:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import cli_env, paramaudit_cmd
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect")]
 
 
 def _write(work: Path, config: dict) -> None:

@@ -144,6 +144,8 @@ def test_a_server_that_cannot_start_is_reported_with_its_output(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         monkeypatch.setattr(prefect_server, "_free_port", lambda: taken.getsockname()[1])
+        # one launch is enough to see the report (the retries are the next test's business)
+        monkeypatch.setattr(EmbeddedPrefectServer, "RETRIES", 1)
         server = EmbeddedPrefectServer()
         with pytest.raises(RuntimeError, match="exited before it was ready: .*"):
             server.wait_ready(timeout=120)

@@ -268,6 +268,17 @@ def test_parent_run_killed_on_keyboard_interrupt(tracker: Tracker) -> None:
     assert "error" in r.data.tags
 
 
+def test_parent_run_killed_when_a_stop_surfaces_as_an_error(
+        tracker: Tracker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library that wraps the KeyboardInterrupt it caught: once a stop was asked, KILLED."""
+    from paramaudit import stopping
+
+    monkeypatch.setattr(stopping._S, "requested_at", time.monotonic())
+    with pytest.raises(RuntimeError), tracker.parent_run("wrapped", {}) as run:
+        raise RuntimeError("interrupted while writing")
+    assert tracker.client.get_run(run).info.status == "KILLED"
+
+
 def test_child_runs_lists_nested_runs(tracker: Tracker) -> None:
     with tracker.parent_run("parent", {}) as parent:
         kids = []
