@@ -29,7 +29,7 @@ run: install
 # most of a test's time is a process starting, which leaves a core free on a 2-core machine.
 TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit

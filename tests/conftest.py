@@ -99,3 +99,15 @@ def shared_prefect(_prefect_server: str) -> Iterator[str]:
         yield _prefect_server
     finally:
         _SHARED_PREFECT.clear()
+
+
+# The longest files first: xdist (--dist loadfile) hands files out in collection order, so with
+# these at the front and the quick unit files last the two workers finish together.
+_LONGEST_FIRST = ("test_operations", "test_startup", "test_search", "test_reliability",
+                  "test_worker_checkout", "test_stop_signal", "test_cluster", "test_bad_inputs",
+                  "test_flows_prefect", "test_overfit_gate", "test_pipeline_cli")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
