@@ -32,7 +32,7 @@ def one_run(config: Path, smoke: bool, prefect_home: str) -> dict:
         # pays for creating Prefect's database
         env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db",
                    PREFECT_HOME=prefect_home)
-        cmd = [sys.executable, "-m", "paramaudit.cli", "run", "--config", str(config),
+        cmd = [sys.executable, "-m", "paramaudit.app.cli", "run", "--config", str(config),
                "--output-json", f"{tmp}/out.json"] + (["--smoke"] if smoke else [])
         start = time.monotonic()
         proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True)

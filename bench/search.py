@@ -90,8 +90,8 @@ def baseline(splits: object, configs: list[dict], epochs: int) -> dict:
     """A plain script: each configuration trained in turn for the full epoch budget."""
     import torch
 
-    from models import build_model
     from paramaudit.config import resolve_hyperparameters
+    from paramaudit.models import build_model
     from paramaudit.training import make_optimizer
 
     x_tr, y_tr = torch.from_numpy(splits.x_train), torch.from_numpy(splits.y_train)
@@ -200,7 +200,7 @@ def whole_processes(csv: Path, store: Path) -> dict:
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{store}/mlflow.db",
                PREFECT_HOME=str(store / "prefect"))
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "paramaudit.cli", "run", "--config", str(cfg),
+    proc = subprocess.run([sys.executable, "-m", "paramaudit.app.cli", "run", "--config", str(cfg),
                            "--output-json", str(store / "out.json")],
                           cwd=store, env=env, capture_output=True, text=True)
     pipeline_wall = time.monotonic() - t0
@@ -258,7 +258,7 @@ def smoke_process(repeats: int = 3) -> dict:
         cfg = Path(tmp, "smoke.yaml")
         cfg.write_text("smoke: true\ndata: {dataset: iris}\nsearch: {trials: 1}\n"
                        "train: {max_epochs: 1}\n")
-        cmd = [sys.executable, "-m", "paramaudit.cli", "run", "--config", str(cfg),
+        cmd = [sys.executable, "-m", "paramaudit.app.cli", "run", "--config", str(cfg),
                "--output-json", f"{tmp}/out.json"]
         runs = []
         for _ in range(1 + repeats):

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from paramaudit import pipeline as steps
 from paramaudit.config import TrackingConfig
-from tasks import audit as t
+from paramaudit.tasks import audit as t
 
 
 @flow(name="paramaudit-audit", flow_run_name="audit {spec}", log_prints=True)

@@ -11,8 +11,8 @@ from prefect.runtime import flow_run
 from paramaudit import pipeline as steps
 from paramaudit.config import PipelineConfig
 from paramaudit.errors import OverfitGateError
+from paramaudit.tasks import pipeline as t
 from paramaudit.tracking import check_reachable, resolve_tracking_uri
-from tasks import pipeline as t
 
 
 def _run_name() -> str:

@@ -27,4 +27,4 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, **hp: A
     return MODELS[name](input_shape, n_classes, **hp)
 
 
-from models import cnn, mlp  # noqa: E402,F401  (registers the built-in models)
+from paramaudit.models import cnn, mlp  # noqa: E402,F401  (registers the built-in models)

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from models import register_model
-from models.mlp import ACTIVATIONS
+from paramaudit.models import register_model
+from paramaudit.models.mlp import ACTIVATIONS
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models import register_model
+from paramaudit.models import register_model
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

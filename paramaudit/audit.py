@@ -20,6 +20,7 @@ Counting rules:
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import re
 import sys
@@ -185,16 +186,33 @@ def training_memory(
     }
 
 
-def _walk(
-    module: nn.Module, prefix: str = "", path: tuple[int, ...] = ()
-) -> Iterator[tuple[str, nn.Module]]:
-    """``named_modules(remove_duplicate=False)`` order, but safe against module cycles."""
-    yield prefix, module
-    path = (*path, id(module))
-    for name, child in module._modules.items():
-        if child is None or id(child) in path:
-            continue
-        yield from _walk(child, f"{prefix}.{name}" if prefix else name, path)
+def _has_cycle(model: nn.Module) -> bool:
+    """True if a module contains itself somewhere below (depth-first, three colours)."""
+    on_path: set[int] = set()
+    done: set[int] = set()
+    stack: list[tuple[nn.Module, Iterator[nn.Module]]] = [(model, model.children())]
+    on_path.add(id(model))
+    while stack:
+        module, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            on_path.discard(id(module))
+            done.add(id(module))
+        elif id(child) in on_path:
+            return True
+        elif id(child) not in done:
+            on_path.add(id(child))
+            stack.append((child, child.children()))
+    return False
+
+
+def _walk(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """``named_modules(remove_duplicate=False)`` order: a row for every path to a module.
+
+    A module graph with a cycle, which that would follow forever, is walked once per module.
+    """
+    yield from model.named_modules(remove_duplicate=_has_cycle(model))
 
 
 def audit_model(model: nn.Module, optimizer: str | None = None) -> AuditReport:
@@ -221,8 +239,8 @@ def audit_model(model: nn.Module, optimizer: str | None = None) -> AuditReport:
 
     for mod_name, module in _walk(model):
         module_types.setdefault(mod_name, type(module).__name__)
-        own_params = [(k, p) for k, p in module._parameters.items() if p is not None]
-        own_buffers = [(k, b) for k, b in module._buffers.items() if b is not None]
+        own_params = list(module.named_parameters(recurse=False, remove_duplicate=False))
+        own_buffers = list(module.named_buffers(recurse=False, remove_duplicate=False))
         if isinstance(module, _EMBEDDING_TYPES):
             embedding_ids.update(id(p) for _, p in own_params)
         if not own_params and not own_buffers:
@@ -344,9 +362,32 @@ def _build(spec: str, fn: Any, meta: bool) -> nn.Module:
     return model
 
 
+def _registered(name: str) -> bool:
+    """True if ``name`` is one of paramaudit's built-in models (``models:NAME`` specs)."""
+    try:
+        from paramaudit.models import MODELS
+    except Exception:  # reported by _load_registry_model
+        return True
+    return name in MODELS
+
+
+def _user_models_package() -> bool:
+    """True if ``import models`` finds a package other than paramaudit's own models folder
+    (which a run from the checkout's root would otherwise find under that name)."""
+    try:
+        found = importlib.util.find_spec("models")
+    except (ImportError, ValueError):
+        return False
+    if found is None or found.origin is None:
+        return False
+    import paramaudit.models as own
+
+    return os.path.realpath(found.origin) != os.path.realpath(own.__file__ or "")
+
+
 def _load_registry_model(spec: str, name: str, meta: bool) -> nn.Module:
     try:
-        from models import MODELS, build_model
+        from paramaudit.models import MODELS, build_model
     except Exception as exc:
         raise SpecError(f"cannot import the model registry 'models': {_describe(exc)}") from exc
     if name not in MODELS:
@@ -358,6 +399,9 @@ def _load_registry_model(spec: str, name: str, meta: bool) -> nn.Module:
 
 def load_spec(spec: str, meta: bool = False) -> nn.Module:
     """Build the model a SPEC names: ``"module.path:callable"`` or ``"models:NAME"``.
+
+    ``models:NAME`` is a built-in model when NAME is registered, else NAME in the user's own
+    ``models`` package (paramaudit's are ``paramaudit.models`` and claim no top-level name).
 
     The callable (a dotted attribute path is allowed) is called with no arguments. The current
     working directory is searched first when importing. ``meta=True`` builds on the meta
@@ -376,7 +420,7 @@ def load_spec(spec: str, meta: bool = False) -> nn.Module:
             f"SPEC {spec!r} must look like 'module.path:callable' or 'models:NAME' "
             "(empty module or callable)"
         )
-    if mod_name == "models":
+    if mod_name == "models" and _registered(attr_path):
         return _load_registry_model(spec, attr_path, meta)
 
     cwd = os.getcwd()
@@ -385,6 +429,9 @@ def load_spec(spec: str, meta: bool = False) -> nn.Module:
         sys.path.insert(0, cwd)
     try:
         importlib.invalidate_caches()  # files written since the last import must be seen
+        if mod_name == "models" and not _user_models_package():
+            # no user package called models: the name was meant for the built-in registry
+            return _load_registry_model(spec, attr_path, meta)
         try:
             module = importlib.import_module(mod_name)
         except ImportError as exc:

@@ -460,7 +460,7 @@ class PipelineConfig(_Strict):
     @field_validator("model")
     @classmethod
     def _known_model(cls, name: Any) -> Any:
-        from models import MODELS
+        from paramaudit.models import MODELS
 
         return _choice_or_value(name, _one_of(tuple(sorted(MODELS))), "model")
 

@@ -188,12 +188,6 @@ _prefetch_lock = threading.Lock()
 def _prefetch() -> None:
     for name in _LATER_IMPORTS:
         importlib.import_module(name)
-    # log_model checks the pinned requirements against the installed packages: it maps every
-    # installed distribution to its modules once per process (MLflow keeps the map)
-    reqs = importlib.import_module("mlflow.utils.requirements_utils")
-    init_map = getattr(reqs, "_init_packages_to_modules_map", None)
-    if callable(init_map):
-        init_map()
     importlib.import_module("matplotlib").use("Agg")
     importlib.import_module("matplotlib.pyplot")
 

@@ -28,17 +28,12 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from paramaudit import stopping
 from paramaudit.config import TrackingConfig
+from paramaudit.environment import quiet_environment
 from paramaudit.errors import TrackingError
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 PARENT_TAG = "mlflow.parentRunId"
-
-
-def quiet_environment() -> None:
-    """Turn off MLflow telemetry before any MLflow import does network I/O (FACTS.md)."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "true")
 
 
 def resolve_tracking_uri(cfg: TrackingConfig) -> str:
@@ -195,7 +190,8 @@ def _http_status(url: str, auth: str | None, timeout: float) -> int:
 
 
 def _check_http(uri: str, timeout: float) -> None:
-    # urllib would resolve "user:password@host" as a host name (FACTS.md): connect to the host
+    # urllib would resolve "user:password@host" as a host name (a DNS query carrying the
+    # password, and a failed check against a server that is up): connect to the host
     # alone and send the user info as an Authorization header, as MLflow's client does
     base = without_userinfo(uri).rstrip("/")
     auth = _authorization(uri)
@@ -454,23 +450,23 @@ class Tracker:
         """The trained torch model (mlflow.pytorch flavour, with signature) on the given run."""
         import mlflow
         import mlflow.pytorch
-
-        mlflow.set_tracking_uri(self.uri)
         import torch
 
         reqs = [f"torch=={torch.__version__.split('+')[0]}"]
-        # created here so the model lands in this run's experiment: log_model alone would file
-        # it under the fluent API's active (default) experiment
-        logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id,
-                                                experiment_id=self.experiment_id)
-        return mlflow.pytorch.log_model(
-            model, name="model", run_id=run_id, pip_requirements=reqs, model_id=logged.model_id,
-            registered_model_name=registered_name, await_registration_for=0,
-            # our own model object: pickle keeps any nn.Module loadable; pt2 needs tracing.
-            # A signature, not an input example: MLflow validates an example by loading the
-            # model back and predicting, which costs seconds per run
-            serialization_format="pickle", signature=_signature(model, example),
-        )
+        with _fluent_tracking_uri(self.uri):
+            # created here so the model lands in this run's experiment: log_model alone would
+            # file it under the fluent API's active (default) experiment
+            logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id,
+                                                    experiment_id=self.experiment_id)
+            return mlflow.pytorch.log_model(
+                model, name="model", run_id=run_id, pip_requirements=reqs,
+                model_id=logged.model_id, registered_model_name=registered_name,
+                await_registration_for=0,
+                # our own model object: pickle keeps any nn.Module loadable; pt2 needs tracing.
+                # A signature, not an input example: MLflow validates an example by loading
+                # the model back and predicting, which costs seconds per run
+                serialization_format="pickle", signature=_signature(model, example),
+            )
 
     def child_runs(self, parent_id: str) -> list[Any]:
         """Runs nested under a parent, oldest first."""
@@ -479,6 +475,23 @@ class Tracker:
             max_results=5000,
         )
         return sorted(runs, key=lambda r: r.info.start_time)
+
+
+@contextmanager
+def _fluent_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at ``uri`` for one call, then back to what it was.
+
+    ``mlflow.pytorch.log_model`` has no client form; setting the URI for good would redirect
+    whatever else the process logs (a user's own code, a second tracker).
+    """
+    import mlflow
+
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None: unset again
 
 
 def _signature(model: Any, example: Any) -> Any:

@@ -300,7 +300,7 @@ def train_best(splits: Any, model_name: str, hp: Mapping[str, Any], *, max_epoch
                patience: int, seed: int, augment: bool = False,
                divergence: tuple[float, int] | None = None) -> FinalModel:
     """Retrain the best hyperparameters with early stopping, then evaluate once on test."""
-    from models import build_model
+    from paramaudit.models import build_model
 
     torch.manual_seed(seed)
     model = build_model(model_name, tuple(splits.input_shape), splits.n_classes, **hp)
@@ -329,7 +329,7 @@ def final_from_state(splits: Any, model_name: str, hp: Mapping[str, Any], state_
     Valid only when that trial trained exactly as train_best would: the same data, hyperparameters,
     seed and StopRule (pipeline.train_final checks it).
     """
-    from models import build_model
+    from paramaudit.models import build_model
 
     model = build_model(model_name, tuple(splits.input_shape), splits.n_classes, **hp)
     state = torch.load(Path(state_dir) / STATE_FILE, map_location="cpu", weights_only=True)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from paramaudit.config import PipelineConfig, RayConfig, SearchConfig, resolve_hyperparameters
+from paramaudit.environment import QUIET_DEFAULTS
 from paramaudit.overfit import Curves, assess
 from paramaudit.tracking import redact_text
 from paramaudit.worker_ready import READY_DIR_ENV
@@ -39,7 +40,7 @@ LOOPBACK_NODE_IP = "127.0.0.2"  # for clusters started by hand on this machine (
 # what every trial imports (torch._dynamo: torch's optimizers import it when first built);
 # scikit-learn only when a trial refits preprocessing, so not here
 WORKER_PRELOAD = ("paramaudit.worker_start",  # first: pauses the GC for the imports
-                  "torch", "torch._dynamo", "ray.tune", "models", "paramaudit.training",
+                  "torch", "torch._dynamo", "ray.tune", "paramaudit.models", "paramaudit.training",
                   "paramaudit.tuning", "paramaudit.worker_ready")  # last: marks the worker warm
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
@@ -51,8 +52,7 @@ class SearchFailedError(RuntimeError):
 def ray_environment() -> dict[str, str]:
     """Variables that keep Ray quiet and local: no usage stats, no token file, no metadata probe."""
     return {
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "RAY_AUTH_MODE": "disabled",
+        **{k: v for k, v in QUIET_DEFAULTS.items() if k.startswith("RAY_")},
         "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
         "RAY_DEDUP_LOGS": "0",
         "TUNE_DISABLE_STRICT_METRIC_CHECKING": "0",
@@ -212,7 +212,8 @@ _UNUSED_HEAD_PROCESSES = ("start_monitor", "start_log_monitor", "start_api_serve
 def _lean_local_node() -> Iterator[None]:
     """While ``ray.init`` starts the local node: loopback only, none of the unused processes.
 
-    - Ray rewrites the node IP 127.0.0.1 to eth0's address (FACTS.md); held back here.
+    - Ray rewrites the node IP 127.0.0.1 to eth0's address (Ray 2.x ``services.py``); held back
+      here.
     - ``_UNUSED_HEAD_PROCESSES`` are not started.
     - Ray decides whether its dashboard agent loads its full module set by importing aiohttp and
       the dashboard's other optional dependencies in this process (about 0.5 CPU-s); answering
@@ -553,7 +554,7 @@ def count_trainable_params(model_name: str, input_shape: tuple[int, ...], n_clas
     """Trainable parameters of a configuration, counted on the meta device (no memory)."""
     import torch
 
-    from models import build_model
+    from paramaudit.models import build_model
 
     with torch.device("meta"):
         model = build_model(model_name, input_shape, n_classes, **hp)
@@ -617,7 +618,7 @@ def trainable(config: dict[str, Any], data: dict[str, Any] | None = None,
     import torch
     from ray import tune
 
-    from models import build_model
+    from paramaudit.models import build_model
     from paramaudit.training import EpochTrainer, StopRule, fit_folds, save_best_state, train_epochs
 
     assert data is not None and settings is not None
@@ -958,7 +959,10 @@ def trial_error(trial: Any) -> str:
 
     err: Any = None
     try:
-        # Tune writes the error next to the trial's local results before this callback runs
+        # Trial.handle_error writes the error to the trial's local folder before this callback
+        # runs (pickled_error_file, error_file: public properties). Trial.get_pickled_error()
+        # and Result.error read the copy synced to the storage path, which does not exist yet
+        # here, and the ResultGrid comes only after the whole search.
         if trial.pickled_error_file and Path(trial.pickled_error_file).is_file():
             err = cloudpickle.loads(Path(trial.pickled_error_file).read_bytes())
         elif trial.error_file and Path(trial.error_file).is_file():

@@ -9,15 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from paramaudit.environment import quiet_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 NETGUARD = ROOT / "tests" / "support" / "netguard"
 
-# telemetry off for everything the tests start (FACTS.md: these are the traps)
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# telemetry off and servers on loopback for everything the tests start, as the CLI does
+quiet_environment()
 
 
 # The API of the session's shared Prefect server while a module that asked for it runs (see
@@ -53,7 +51,7 @@ def cli_env(workdir: Path, guard_dir: Path | None = None, embedded: bool = False
 
 def paramaudit_cmd() -> list[str]:
     """The installed console script, run with this interpreter."""
-    return [sys.executable, "-m", "paramaudit.cli"]
+    return [sys.executable, "-m", "paramaudit.app.cli"]
 
 
 def guard_findings(guard_dir: Path) -> list[str]:

@@ -172,7 +172,7 @@ def test_bounded_inputs_fail_fast_in_the_cli_preflight(case: str, tmp_path: Path
     # the CLI's own argument parser and preflight, timed in-process: a subprocess's wall time is
     # mostly imports and the gated Prefect server (the exit code and stderr are checked above)
     import paramaudit.data  # noqa: F401  (imports are not validation: pandas, and torch below)
-    from paramaudit.cli import _parser, preflight
+    from paramaudit.app.cli import _parser, preflight
     from paramaudit.config import build_config
     from paramaudit.errors import UserInputError
 

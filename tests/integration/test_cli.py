@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,32 @@ def test_audit_registry_model_as_json(tmp_path: Path) -> None:
     # mlp defaults on digits: 64 -> 128 -> 128 -> 10
     assert data["total_params"] == 64 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10
     assert sum(layer["params"] for layer in data["layers"]) == data["total_params"]
+
+
+def test_a_user_package_called_models_is_theirs_and_paramaudit_still_works(
+        tmp_path: Path) -> None:
+    """paramaudit's own models install as paramaudit.models: a user's `models` keeps its name."""
+    pkg = tmp_path / "models"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "import torch.nn as nn\n"
+        "OWNER = 'user'\n"
+        "def tiny():\n"
+        "    return nn.Linear(4, 2)\n")
+    code = ("import models, paramaudit.models, paramaudit.tuning, paramaudit.flows.pipeline\n"
+            "print(models.OWNER, sorted(paramaudit.models.MODELS))\n")
+    env = cli_env(tmp_path, PYTHONPATH=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["user", "['cnn',", "'mlp']"]
+    # models:NAME: the user's callable when NAME is theirs, the built-in when it is registered
+    user = _run(["audit", "models:tiny", "--format", "json"], tmp_path)
+    assert user.returncode == 0, user.stderr
+    assert json.loads(user.stdout)["total_params"] == 4 * 2 + 2
+    builtin = _run(["audit", "models:mlp", "--format", "json"], tmp_path)
+    assert builtin.returncode == 0, builtin.stderr
+    assert json.loads(builtin.stdout)["total_params"] > 10_000
 
 
 def test_audit_user_module_on_meta_device_as_table(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def _config(tmp: Path, **extra):
 
 
 def test_pipeline_flow_publishes_prefect_artifacts(harness, workdir: Path) -> None:
-    from flows.pipeline import paramaudit_pipeline
+    from paramaudit.flows.pipeline import paramaudit_pipeline
 
     summary = paramaudit_pipeline(config=_config(workdir))
     seen = _artifacts(summary["prefect_flow_run_id"])
@@ -60,8 +60,8 @@ def test_a_failing_flow_marks_the_parent_run_failed(harness, workdir: Path) -> N
     """A crash inside the flow must not leave the MLflow run RUNNING."""
     from mlflow import MlflowClient
 
-    from flows.pipeline import paramaudit_pipeline
     from paramaudit.errors import DataError
+    from paramaudit.flows.pipeline import paramaudit_pipeline
 
     csv = workdir / "one_class.csv"
     csv.write_text("a,b,label\n" + "".join(f"{i},{i * 2},x\n" for i in range(30)))
@@ -79,7 +79,7 @@ def test_a_failing_flow_marks_the_parent_run_failed(harness, workdir: Path) -> N
 def test_audit_flow_logs_an_audit_run(harness, workdir: Path) -> None:
     from mlflow import MlflowClient
 
-    from flows.audit_model import audit_model_flow
+    from paramaudit.flows.audit_model import audit_model_flow
 
     tracking = TrackingConfig(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
                               artifact_location=str(workdir / "art"))
@@ -97,7 +97,7 @@ def test_preprocessing_is_cached_by_content_and_config(harness, workdir: Path) -
     """A rerun on unchanged data skips preprocessing; a changed file or config misses."""
     from prefect import flow
 
-    from tasks.pipeline import preprocess
+    from paramaudit.tasks.pipeline import preprocess
 
     csv = workdir / "data.csv"
     rows = "".join(f"{i % 7},{(i * 3) % 5},{i % 2}\n" for i in range(60))

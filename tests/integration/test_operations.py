@@ -233,7 +233,7 @@ def test_make_deploy_registers_scheduled_deployments_on_a_process_pool(stack: St
     # the checkout is chosen on the worker at run time; the deploy folder is recorded as a hint
     for dep in deployments.values():
         steps = json.dumps(dep.pull_steps)
-        assert "paramaudit.deploy_steps.locate_checkout" in steps, steps
+        assert "paramaudit.app.deploy_steps.locate_checkout" in steps, steps
         assert "{{ checkout.directory }}" in steps, steps
         assert json.dumps(str(ROOT)) in steps, steps
 

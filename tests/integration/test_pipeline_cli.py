@@ -55,7 +55,7 @@ def test_output_json_follows_the_contract(smoke: dict) -> None:
 
 
 def test_params_total_matches_the_chosen_architecture(smoke: dict) -> None:
-    from models.mlp import MLPConfig
+    from paramaudit.models.mlp import MLPConfig
 
     hp = smoke["out"]["best_hyperparameters"]
     expected = MLPConfig(input_dim=64, n_classes=10, num_layers=hp["num_layers"],

@@ -17,12 +17,12 @@ import pytest
 from conftest import cli_env, paramaudit_cmd
 from support import servers as srv
 
-from paramaudit import prefect_server
-from paramaudit.prefect_server import EmbeddedPrefectServer
+from paramaudit.app import prefect_server
+from paramaudit.app.prefect_server import EmbeddedPrefectServer
 
 pytestmark = pytest.mark.integration
 
-SERVER_APP = "paramaudit.prefect_server:create_app"  # Prefect's app, imported GC-paused
+SERVER_APP = "paramaudit.app.prefect_server:create_app"  # Prefect's app, imported GC-paused
 
 
 def _servers_with_home(home: Path) -> list[int]:
@@ -125,7 +125,7 @@ def test_embedded_server_exits_with_its_parent_even_on_sigkill(prefect_home: Pat
     parent = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time\n"
-         "from paramaudit.prefect_server import EmbeddedPrefectServer\n"
+         "from paramaudit.app.prefect_server import EmbeddedPrefectServer\n"
          "s = EmbeddedPrefectServer()\n"
          "print(s.process.pid, flush=True)\n"
          "time.sleep(600)\n"],

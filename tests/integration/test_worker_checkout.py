@@ -144,7 +144,7 @@ def test_the_deployment_records_where_it_was_deployed_from(site: Site) -> None:
         dep = client.read_deployment_by_name(NIGHTLY)
     locate, chdir = dep.pull_steps
     # the build step's output was filled in at deploy time; the choice is the worker's, at run time
-    assert locate == {"paramaudit.deploy_steps.locate_checkout": {
+    assert locate == {"paramaudit.app.deploy_steps.locate_checkout": {
         "id": "checkout", "deployed_from": str(ROOT)}}
     assert chdir == {"prefect.deployments.steps.set_working_directory": {
         "directory": "{{ checkout.directory }}"}}

@@ -29,20 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paramaudit.environment import QUIET_DEFAULTS
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 NETGUARD = ROOT / "tests" / "support" / "netguard"
 # A closed port on loopback: a request sent through this "proxy" fails at once, locally.
 DEAD_PROXY = "http://127.0.0.1:9"
 
-QUIET = {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_AUTH_MODE": "disabled",
-    "PYTHONUNBUFFERED": "1",
-}
+QUIET = {**QUIET_DEFAULTS, "PYTHONUNBUFFERED": "1"}
 
 
 def free_port() -> int:

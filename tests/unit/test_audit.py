@@ -506,3 +506,10 @@ def test_load_spec_errors_are_one_line(spec_dir: Path, spec: str, expected: str)
     assert expected in message
     assert "\n" not in message
     assert isinstance(info.value, ValueError)
+
+
+def test_a_module_graph_with_a_cycle_is_audited_once_per_module() -> None:
+    outer = nn.Sequential(nn.Linear(2, 2))
+    outer.append(outer)  # contains itself: named_modules(remove_duplicate=False) never ends
+    report = audit_model(outer)
+    assert report.total_params == 6

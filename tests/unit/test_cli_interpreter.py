@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from paramaudit import cli
+from paramaudit.app import cli
 from paramaudit.errors import UserInputError
 
 

@@ -1,4 +1,4 @@
-"""Where a worker finds the paramaudit checkout (paramaudit/deploy_steps.py), on real folders."""
+"""Where a worker finds the paramaudit checkout (paramaudit/app/deploy_steps.py), on real folders."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from paramaudit import deploy_steps as steps
-from paramaudit.deploy_steps import CheckoutNotFound, find_checkout
+from paramaudit.app import deploy_steps as steps
+from paramaudit.app.deploy_steps import CheckoutNotFound, find_checkout
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -142,7 +142,7 @@ def test_locate_checkout_outside_a_flow_run_fails_without_reporting_anywhere(
 def test_the_worker_directory_is_the_parent_process_cwd_and_no_prefect_is_imported(
         tmp_path: Path) -> None:
     """The pull step runs in the worker's child, started in a temporary folder of its own."""
-    code = ("import sys\nfrom paramaudit import deploy_steps as s\n"
+    code = ("import sys\nfrom paramaudit.app import deploy_steps as s\n"
             "print(s.worker_directory()); print('prefect' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, timeout=30, check=True).stdout.split("\n")
@@ -153,9 +153,9 @@ def test_the_worker_directory_is_the_parent_process_cwd_and_no_prefect_is_import
 def test_prefect_yaml_records_the_deploy_folder_and_locates_the_checkout_on_the_worker() -> None:
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     [build] = spec["build"]
-    assert build == {"paramaudit.deploy_steps.record_checkout": {"id": "deployed-from"}}
+    assert build == {"paramaudit.app.deploy_steps.record_checkout": {"id": "deployed-from"}}
     locate, chdir = spec["pull"]
-    assert locate == {"paramaudit.deploy_steps.locate_checkout": {
+    assert locate == {"paramaudit.app.deploy_steps.locate_checkout": {
         "id": "checkout", "deployed_from": "{{ deployed-from.directory }}"}}
     assert chdir == {"prefect.deployments.steps.set_working_directory": {
         "directory": "{{ checkout.directory }}"}}

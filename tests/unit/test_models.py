@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from models import MODELS, build_model, register_model
-from models.cnn import CNN, CNNConfig
-from models.mlp import ACTIVATIONS, MLP, MLPConfig
+from paramaudit.models import MODELS, build_model, register_model
+from paramaudit.models.cnn import CNN, CNNConfig
+from paramaudit.models.mlp import ACTIVATIONS, MLP, MLPConfig
 
 
 def n_params(model: nn.Module) -> int:

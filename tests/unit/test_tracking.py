@@ -279,6 +279,26 @@ def test_parent_run_killed_when_a_stop_surfaces_as_an_error(
     assert tracker.client.get_run(run).info.status == "KILLED"
 
 
+def test_log_model_leaves_the_fluent_tracking_uri_as_it_was(
+        tracker: Tracker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """log_model points MLflow's fluent API at the tracker's store for the call only."""
+    import mlflow
+    import torch
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    elsewhere = (tmp_path / "elsewhere").as_uri()
+    mlflow.set_tracking_uri(elsewhere)
+    try:
+        with tracker.parent_run("model", {}) as run:
+            info = tracker.log_model(run, torch.nn.Linear(2, 1), torch.zeros(1, 2))
+        assert mlflow.get_tracking_uri() == elsewhere
+        assert info.run_id == run  # and the model went to the tracker's own store
+        assert tracker.client.get_logged_model(info.model_id).source_run_id == run
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    assert not mlflow.is_tracking_uri_set()
+
+
 def test_child_runs_lists_nested_runs(tracker: Tracker) -> None:
     with tracker.parent_run("parent", {}) as parent:
         kids = []
@@ -774,7 +794,7 @@ def _mlflow_connection_error(clean_env: pytest.MonkeyPatch) -> Exception:
 
 
 def test_cli_error_line_is_redacted(clean_env: pytest.MonkeyPatch) -> None:
-    from paramaudit.cli import _one_line
+    from paramaudit.app.cli import _one_line
 
     line = _one_line(_mlflow_connection_error(clean_env))
     assert f"http://{USER}:***@127.0.0.1:" in line

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from models import build_model
 from paramaudit.config import DataConfig, PreprocessConfig
 from paramaudit.data import preprocess
+from paramaudit.models import build_model
 from paramaudit.overfit import divergence
 from paramaudit.training import (
     EpochTrainer,
@@ -368,7 +368,7 @@ def test_augmentation_keeps_shape_changes_values_and_is_seeded() -> None:
 
 
 def test_fit_with_augmentation_trains_on_images() -> None:
-    from models import build_model
+    from paramaudit.models import build_model
     from paramaudit.training import fit
 
     gen = np.random.default_rng(0)

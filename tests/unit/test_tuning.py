@@ -49,7 +49,7 @@ def test_grid_turns_choices_into_grid_search() -> None:
 
 
 def test_meta_count_matches_the_real_model() -> None:
-    from models import build_model
+    from paramaudit.models import build_model
 
     hp = {"num_layers": 2, "hidden_size": 48}
     real = build_model("mlp", (64,), 10, **hp)

@@ -112,8 +112,8 @@ def find_checkout(*, home: str | None, package_root: Path | None, deployed_from:
 
 
 def package_root() -> Path:
-    """The folder above this package: the checkout when paramaudit is installed editable."""
-    return Path(__file__).resolve().parents[1]
+    """The folder above the paramaudit package: the checkout when it is installed editable."""
+    return Path(__file__).resolve().parents[2]
 
 
 def worker_directory() -> Path | None:

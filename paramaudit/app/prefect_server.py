@@ -89,7 +89,7 @@ class EmbeddedPrefectServer:
         self._starts += 1
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
-             "paramaudit.prefect_server:create_app", "--host", HOST, "--port", str(self.port),
+             "paramaudit.app.prefect_server:create_app", "--host", HOST, "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
             env=env, stdin=subprocess.PIPE if self._gated else subprocess.DEVNULL,
             stdout=self._log, stderr=subprocess.STDOUT,

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from paramaudit import stopping
+from paramaudit.app.prefect_server import EmbeddedPrefectServer, api_url_configured
+from paramaudit.environment import quiet_environment
 from paramaudit.errors import OverfitGateError, UserInputError
-from paramaudit.prefect_server import EmbeddedPrefectServer, api_url_configured
 
 EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_GATE, EXIT_INTERRUPT = 0, 1, 2, 3, 130
 
@@ -32,21 +33,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_INPUT, f"paramaudit: error: {message} (see --help)\n")
-
-
-def quiet_environment() -> None:
-    """Telemetry off and servers on loopback, before Prefect, MLflow or Ray import (FACTS.md)."""
-    defaults = {
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "RAY_AUTH_MODE": "disabled",
-        "PREFECT_LOGGING_LOG_PRINTS": "true",
-    }
-    for key, value in defaults.items():
-        os.environ.setdefault(key, value)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -148,7 +134,7 @@ def _load_pipeline(cfg: Any) -> tuple[Any, float]:
     imports and its database engine ready for the flow's own tracker.
     """
     started = time.monotonic()
-    from flows.pipeline import paramaudit_pipeline
+    from paramaudit.flows.pipeline import paramaudit_pipeline
     from paramaudit.pipeline import prefetch_for_later_steps
     from paramaudit.tracking import Tracker
 
@@ -324,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     stopped.
     """
     quiet_environment()
+    os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "true")
     args = _parser().parse_args(argv)
     if args.command == "run":
         # SIGTERM and SIGINT end a run the way Ctrl-C does: the parent run and the trials still

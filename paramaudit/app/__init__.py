@@ -1,0 +1,1 @@
+"""The application layer: the command line, its embedded Prefect server, the deployments' steps."""
