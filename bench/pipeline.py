@@ -52,7 +52,7 @@ def split(out: dict) -> dict[str, float]:
         "start-up (Ray, imports, Prefect server side by side)": t["startup"],
         "Prefect flow run created": t.get("prefect_start", 0.0),
         "preprocess": t["preprocess"],
-        "tuning (Ray Tune search)": t["tune"],
+        "search (Ray Tune)": t["search"],
         "final training": t["train"],
         "audit": t["audit"],
         "logging (MLflow + Prefect artifacts)": t["publish"],

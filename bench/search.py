@@ -55,8 +55,8 @@ def pipeline_search(csv: Path, trials: int, epochs: int, store: Path, space: dic
     """The pipeline's own search step (Ray Tune + ASHA + MLflow child runs), timed."""
     from paramaudit.config import build_config
     from paramaudit.pipeline import preprocess
+    from paramaudit.search import ray_session, run_search, trial_slots
     from paramaudit.tracking import Tracker
-    from paramaudit.tuning import ray_session, run_search, trial_slots
 
     cfg = build_config({
         "experiment": "bench", "data": {"path": str(csv), "target": "label"},
@@ -75,14 +75,14 @@ def pipeline_search(csv: Path, trials: int, epochs: int, store: Path, space: dic
             ray_start = time.monotonic() - t0
             outcome = run_search(splits, cfg, tracker, parent, store / "tune", say=lambda _m: None)
         wall = time.monotonic() - t0
-    done = [t for t in outcome.trials if t.history["val_loss"]]
+    done = [t for t in outcome.records if t.history["val_loss"]]
     return {
         "splits": splits, "outcome": outcome, "wall": wall, "ray_start": ray_start,
         "search_wall": outcome.seconds, "warmup": outcome.worker_warmup_seconds,
         "best_val_accuracy": max(t.best("val_accuracy", "max") for t in done),
         "train_seconds": sum(t.train_seconds for t in done),
         "epochs_run": sum(len(t.history["val_loss"]) for t in done),
-        "configs": [t.hyperparameters for t in outcome.trials],
+        "configs": [t.hyperparameters for t in outcome.records],
     }
 
 
@@ -224,7 +224,7 @@ def overhead_per_trial(run: dict, slots: int = 2, warm: bool = False) -> float:
     With ``warm``, the search's one-time wait for Ray's workers to import torch (a cost per
     worker, paid once whatever the number of trials) is left out.
     """
-    trials = len(run["outcome"].trials)
+    trials = len(run["outcome"].records)
     wall = run["search_wall"] - (run["warmup"] if warm else 0.0)
     return (wall * slots - run["train_seconds"]) / trials
 
@@ -237,7 +237,7 @@ SMOKE_SPLIT = (  # the whole process, in order; start-up's three parts run side 
     ("prefect_server_wait", "  Prefect server, wait after Ray"),
     ("prefect_start", "Prefect flow run created"),
     ("preprocess", "preprocess"),
-    ("tune", "tune (1 trial through Ray Tune)"),
+    ("search", "search (1 trial through Ray Tune)"),
     ("train", "final training"),
     ("audit", "audit"),
     ("publish", "publish to MLflow"),
@@ -336,7 +336,7 @@ def print_processes(rows: int, features: int, proc: dict) -> None:
     print(f"{'ratio (target <= 0.50x)':<52}{proc['ratio']:>10.2f}x  {'PASS' if ok else 'FAIL'}")
     print(f"{'plain script best val accuracy':<52}{proc['plain_best_val_accuracy']:>10.4f}")
     print(f"{'paramaudit test accuracy of the chosen model':<52}{proc['test_accuracy']:>10.4f}")
-    for key in ("checks", "startup", "prefect_start", "preprocess", "tune", "train", "audit",
+    for key in ("checks", "startup", "prefect_start", "preprocess", "search", "train", "audit",
                 "publish", "ray_stop", "total"):
         if key in proc["timings"]:
             print(f"  {key:<50}{proc['timings'][key]:>8.2f}")

@@ -8,19 +8,23 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from paramaudit import pipeline as steps
 from paramaudit.config import TrackingConfig
 from paramaudit.tasks import audit as t
+from paramaudit.tracking import Tracker
+from paramaudit.train_hyperparameters import OPTIMIZERS
+
+# the optimizers paramaudit trains with, as the deployment's parameter schema lists them
+Optimizer = Literal[OPTIMIZERS]  # type: ignore[valid-type]
 
 
 @flow(name="paramaudit-audit", flow_run_name="audit {spec}", log_prints=True)
 def audit_model_flow(spec: str = "models:mlp", meta: bool = False,
                      depth: Annotated[int, Field(ge=1)] | None = None,
-                     optimizer: Literal["sgd", "sgd_momentum", "adam", "adamw", "rmsprop"] = "adam",
+                     optimizer: Optimizer = "adam",
                      experiment: str = "paramaudit-audits",
                      tracking: TrackingConfig | None = None) -> dict[str, Any]:
     """Count a model's parameters layer by layer; returns the totals and the MLflow run id."""
-    tracker = steps.Tracker(tracking or TrackingConfig(), experiment)
+    tracker = Tracker(tracking or TrackingConfig(), experiment)
     rep = t.audit_model(spec, meta, optimizer)                                    # 1. audit
     run_id = t.publish_audit(tracker, spec, meta, rep, depth,                     # 2. publish
                              str(flow_run.id) if flow_run.id else None)

@@ -9,8 +9,10 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from paramaudit import pipeline as steps
+from paramaudit import runs
 from paramaudit.config import PipelineConfig
 from paramaudit.errors import OverfitGateError
+from paramaudit.progress import Timer
 from paramaudit.tasks import pipeline as t
 from paramaudit.tracking import check_reachable, resolve_tracking_uri
 
@@ -18,15 +20,15 @@ from paramaudit.tracking import check_reachable, resolve_tracking_uri
 def _run_name() -> str:
     cfg = flow_run.parameters.get("config")
     if isinstance(cfg, PipelineConfig):
-        return steps.run_name(cfg.effective())
-    return steps.run_name(PipelineConfig.model_validate(cfg or {}).effective())
+        return runs.run_name(cfg.effective())
+    return runs.run_name(PipelineConfig.model_validate(cfg or {}).effective())
 
 
 @flow(name="paramaudit-pipeline", flow_run_name=_run_name, log_prints=True,
       validate_parameters=True)
 def paramaudit_pipeline(config: PipelineConfig | None = None,
                         resume_run_id: str | None = None) -> dict[str, Any]:
-    """Preprocess, tune, train, audit and publish; returns the summary with the MLflow run id.
+    """Preprocess, search, train, audit, publish and gate; returns the summary with the MLflow run id.
 
     ``resume_run_id`` continues an interrupted run's search inside the same MLflow parent run.
     """
@@ -34,15 +36,15 @@ def paramaudit_pipeline(config: PipelineConfig | None = None,
     cfg = (config or PipelineConfig()).effective()
     # a scheduled run with MLflow down fails here, in seconds, naming the URI
     check_reachable(resolve_tracking_uri(cfg.tracking))
-    tracker = steps.open_tracker(cfg)
+    tracker = runs.open_tracker(cfg)
     flow_run_id = str(flow_run.id) if flow_run.id else None
-    with steps.parent_run(tracker, cfg, flow_run_id, resume_run_id,
+    with runs.parent_run(tracker, cfg, flow_run_id, resume_run_id,
                           flow_run_url=flow_run.ui_url) as (parent_id, workdir):
-        timer = steps.Timer()
+        timer = Timer()
         with timer("preprocess"):
             splits = t.preprocess(cfg)                                             # 1. preprocess
-        with timer("tune"):
-            outcome = t.tune(splits, cfg, tracker, parent_id, workdir,             # 2. tune
+        with timer("search"):
+            outcome = t.search(splits, cfg, tracker, parent_id, workdir,           # 2. search
                              resume=resume_run_id is not None)
         with timer("train"):
             final = t.train_final(splits, outcome, cfg)                            # 3. train

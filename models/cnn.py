@@ -8,8 +8,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from paramaudit.models import register_model
-from paramaudit.models.mlp import ACTIVATIONS
+from paramaudit.models import Hyperparameter, read_hyperparameters, register_model
+from paramaudit.models.common import ACTIVATION, ACTIVATIONS, DROPOUT
+
+CHANNELS = Hyperparameter("channels", int, 16, ge=1, le=65_536, help="feature maps per conv block")
+# odd: the blocks pad by kernel_size // 2 to keep the image size, which needs an odd kernel
+KERNEL_SIZE = Hyperparameter("kernel_size", int, 3, ge=1, le=31, odd=True, help="conv kernel side")
+CONV_LAYERS = Hyperparameter("conv_layers", int, 2, ge=1, le=64, help="conv blocks")
+HYPERPARAMETERS = (CHANNELS, KERNEL_SIZE, CONV_LAYERS, DROPOUT, ACTIVATION)
 
 
 @dataclass(frozen=True)
@@ -18,11 +24,11 @@ class CNNConfig:
 
     input_shape: tuple[int, int, int]  # channels, height, width
     n_classes: int
-    channels: int = 16
-    kernel_size: int = 3
-    conv_layers: int = 2
-    dropout: float = 0.0
-    activation: str = "relu"
+    channels: int = CHANNELS.default
+    kernel_size: int = KERNEL_SIZE.default
+    conv_layers: int = CONV_LAYERS.default
+    dropout: float = DROPOUT.default
+    activation: str = ACTIVATION.default
 
     def __post_init__(self) -> None:
         assert len(self.input_shape) == 3, "the CNN needs (channels, height, width) inputs"
@@ -58,20 +64,12 @@ class CNN(nn.Module):
         return self.head(self.dropout(self.pool(self.features(x)).flatten(1)))
 
 
-@register_model("cnn")
+@register_model("cnn", HYPERPARAMETERS)
 def build_cnn(input_shape: tuple[int, ...], n_classes: int, **hp: Any) -> CNN:
     """A CNN over image inputs; flat inputs must carry their image shape."""
     if len(input_shape) == 2:
         input_shape = (1, *input_shape)
     if len(input_shape) != 3:
         raise ValueError(f"model cnn needs image data, got input shape {input_shape}")
-    cfg = CNNConfig(
-        input_shape=(int(input_shape[0]), int(input_shape[1]), int(input_shape[2])),
-        n_classes=n_classes,
-        channels=int(hp.get("channels", 16)),
-        kernel_size=int(hp.get("kernel_size", 3)),
-        conv_layers=int(hp.get("conv_layers", 2)),
-        dropout=float(hp.get("dropout", 0.0)),
-        activation=str(hp.get("activation", "relu")),
-    )
-    return CNN(cfg)
+    shape = (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
+    return CNN(CNNConfig(shape, n_classes, **read_hyperparameters(HYPERPARAMETERS, hp)))

@@ -9,16 +9,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from paramaudit.models import register_model
+from paramaudit.models import Hyperparameter, read_hyperparameters, register_model
+from paramaudit.models.common import ACTIVATION, ACTIVATIONS, DROPOUT
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "tanh": nn.Tanh,
-    "leaky_relu": nn.LeakyReLU,
-    "silu": nn.SiLU,
-    "elu": nn.ELU,
-}
+NUM_LAYERS = Hyperparameter("num_layers", int, 2, ge=0, le=64, help="hidden layers (0: a linear model)")
+HIDDEN_SIZE = Hyperparameter("hidden_size", int, 128, ge=1, le=65_536, help="units per hidden layer")
+HYPERPARAMETERS = (NUM_LAYERS, HIDDEN_SIZE, DROPOUT, ACTIVATION)
 
 
 @dataclass(frozen=True)
@@ -27,10 +23,10 @@ class MLPConfig:
 
     input_dim: int
     n_classes: int
-    num_layers: int = 2
-    hidden_size: int = 128
-    dropout: float = 0.0
-    activation: str = "relu"
+    num_layers: int = NUM_LAYERS.default
+    hidden_size: int = HIDDEN_SIZE.default
+    dropout: float = DROPOUT.default
+    activation: str = ACTIVATION.default
 
     def __post_init__(self) -> None:
         assert self.input_dim >= 1 and self.n_classes >= 2, "need inputs and at least two classes"
@@ -64,15 +60,7 @@ class MLP(nn.Module):
         return self.head(self.body(x.flatten(1)))
 
 
-@register_model("mlp")
+@register_model("mlp", HYPERPARAMETERS)
 def build_mlp(input_shape: tuple[int, ...], n_classes: int, **hp: Any) -> MLP:
     """An MLP over the flattened input."""
-    cfg = MLPConfig(
-        input_dim=math.prod(input_shape),
-        n_classes=n_classes,
-        num_layers=int(hp.get("num_layers", 2)),
-        hidden_size=int(hp.get("hidden_size", 128)),
-        dropout=float(hp.get("dropout", 0.0)),
-        activation=str(hp.get("activation", "relu")),
-    )
-    return MLP(cfg)
+    return MLP(MLPConfig(math.prod(input_shape), n_classes, **read_hyperparameters(HYPERPARAMETERS, hp)))

@@ -19,14 +19,9 @@ Counting rules:
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
-import re
-import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -215,94 +210,132 @@ def _walk(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     yield from model.named_modules(remove_duplicate=_has_cycle(model))
 
 
-def audit_model(model: nn.Module, optimizer: str | None = None) -> AuditReport:
-    """Audit ``model``'s parameters layer by layer; reads shapes and dtypes only.
+@dataclass
+class _Tally:
+    """What one audit pass has seen so far; every tensor is counted in its first owner only."""
 
-    ``optimizer`` (one of ``OPTIMIZER_STATES``) picks the training-memory estimate renderers
-    show; estimates for every optimizer are computed either way.
-    """
+    # id(tensor) -> qualified name of its first owner; the model keeps every tensor alive for
+    # the whole audit, so ids cannot be reused under us.
+    first_owner: dict[int, str] = field(default_factory=dict)
+    embedding_ids: set[int] = field(default_factory=set)
+    counted: dict[int, nn.Parameter] = field(default_factory=dict)
+    module_types: dict[str, str] = field(default_factory=dict)
+    layers: list[LayerRow] = field(default_factory=list)
+    bytes_by_dtype: dict[str, int] = field(default_factory=dict)
+    buffer_elements: int = 0
+    buffer_bytes: int = 0
+
+
+class _ParamCounts(NamedTuple):
+    """The parameters one module owns, counted for its row."""
+
+    shapes: dict[str, list[int]]
+    tied: dict[str, str]
+    dtypes: set[str]
+    params: int
+    trainable: int
+    nbytes: int
+
+
+def _check_audit_args(model: Any, optimizer: str | None) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"audit_model needs a torch.nn.Module, got {type(model).__name__}")
     if optimizer is not None and optimizer not in OPTIMIZER_STATES:
         known = ", ".join(OPTIMIZER_STATES)
         raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {known}")
 
-    # id(tensor) -> qualified name of its first owner; the model keeps every tensor alive for
-    # the whole audit, so ids cannot be reused under us.
-    first_owner: dict[int, str] = {}
-    embedding_ids: set[int] = set()
-    counted: dict[int, nn.Parameter] = {}
-    module_types: dict[str, str] = {}
-    layers: list[LayerRow] = []
-    bytes_by_dtype: dict[str, int] = {}
-    buffer_elements = buffer_bytes = 0
 
-    for mod_name, module in _walk(model):
-        module_types.setdefault(mod_name, type(module).__name__)
-        own_params = list(module.named_parameters(recurse=False, remove_duplicate=False))
-        own_buffers = list(module.named_buffers(recurse=False, remove_duplicate=False))
-        if isinstance(module, _EMBEDDING_TYPES):
-            embedding_ids.update(id(p) for _, p in own_params)
-        if not own_params and not own_buffers:
+def _lazy_error(mod_name: str, model_type: str, local: str, kind: str) -> SpecError:
+    """The error for an uninitialized lazy tensor (``kind``: "parameter" or "buffer")."""
+    return SpecError(
+        f"{mod_name or model_type}.{local} is an uninitialized lazy "
+        f"{kind}; its size is unknown until a forward pass"
+    )
+
+
+def _count_own_params(
+    tally: _Tally, mod_name: str, own_params: list[tuple[str, nn.Parameter]], model_type: str
+) -> _ParamCounts:
+    """Count a module's own parameters, registering the ones seen here first in ``tally``."""
+    shapes: dict[str, list[int]] = {}
+    tied: dict[str, str] = {}
+    dtypes: set[str] = set()
+    params = trainable = row_bytes = 0
+    for local, p in own_params:
+        if nn.parameter.is_lazy(p):
+            raise _lazy_error(mod_name, model_type, local, "parameter")
+        shapes[local] = list(p.shape)
+        key = dtype_name(p.dtype)
+        dtypes.add(key)
+        # a tied tensor is listed (shape, dtype) in every owner but counted in the first only
+        if id(p) in tally.first_owner:
+            tied[local] = tally.first_owner[id(p)]
             continue
-        shapes: dict[str, list[int]] = {}
-        tied: dict[str, str] = {}
-        dtypes: set[str] = set()
-        params = trainable = row_bytes = row_buffers = 0
-        for local, p in own_params:
-            if nn.parameter.is_lazy(p):
-                raise SpecError(
-                    f"{mod_name or type(model).__name__}.{local} is an uninitialized lazy "
-                    "parameter; its size is unknown until a forward pass"
-                )
-            qual = f"{mod_name}.{local}" if mod_name else local
-            shapes[local] = list(p.shape)
-            dtypes.add(dtype_name(p.dtype))
-            if id(p) in first_owner:
-                tied[local] = first_owner[id(p)]
-                continue
-            first_owner[id(p)] = qual
-            counted[id(p)] = p
-            n = p.numel()
-            params += n
-            trainable += n if p.requires_grad else 0
-            nbytes = n * p.element_size()
-            row_bytes += nbytes
-            key = dtype_name(p.dtype)
-            bytes_by_dtype[key] = bytes_by_dtype.get(key, 0) + nbytes
-        for local, b in own_buffers:
-            if nn.parameter.is_lazy(b):
-                raise SpecError(
-                    f"{mod_name or type(model).__name__}.{local} is an uninitialized lazy "
-                    "buffer; its size is unknown until a forward pass"
-                )
-            if id(b) in first_owner:
-                continue
-            first_owner[id(b)] = mod_name
-            row_buffers += b.numel()
-            buffer_bytes += b.numel() * b.element_size()
-        buffer_elements += row_buffers
-        layers.append(
-            LayerRow(
-                name=mod_name,
-                type=type(module).__name__,
-                shapes=shapes,
-                params=params,
-                trainable_params=trainable,
-                frozen_params=params - trainable,
-                buffer_elements=row_buffers,
-                dtypes=sorted(dtypes),
-                bytes=row_bytes,
-                share=0.0,
-                tied_to=tied,
-            )
-        )
+        tally.first_owner[id(p)] = f"{mod_name}.{local}" if mod_name else local
+        tally.counted[id(p)] = p
+        n = p.numel()
+        params += n
+        trainable += n if p.requires_grad else 0
+        nbytes = n * p.element_size()
+        row_bytes += nbytes
+        tally.bytes_by_dtype[key] = tally.bytes_by_dtype.get(key, 0) + nbytes
+    return _ParamCounts(shapes, tied, dtypes, params, trainable, row_bytes)
 
+
+def _count_own_buffers(
+    tally: _Tally, mod_name: str, own_buffers: list[tuple[str, torch.Tensor]], model_type: str
+) -> int:
+    """Elements of a module's own buffers not seen before; adds their bytes to ``tally``."""
+    row_buffers = 0
+    for local, b in own_buffers:
+        if nn.parameter.is_lazy(b):
+            raise _lazy_error(mod_name, model_type, local, "buffer")
+        if id(b) in tally.first_owner:
+            continue
+        tally.first_owner[id(b)] = mod_name
+        row_buffers += b.numel()
+        tally.buffer_bytes += b.numel() * b.element_size()
+    tally.buffer_elements += row_buffers
+    return row_buffers
+
+
+def _audit_module(tally: _Tally, mod_name: str, module: nn.Module, model_type: str) -> None:
+    """Add the row of one module path to ``tally``, if the module owns tensors directly."""
+    tally.module_types.setdefault(mod_name, type(module).__name__)
+    own_params = list(module.named_parameters(recurse=False, remove_duplicate=False))
+    own_buffers = list(module.named_buffers(recurse=False, remove_duplicate=False))
+    # recorded before the empty check below: what matters is which tensors an embedding owns
+    if isinstance(module, _EMBEDDING_TYPES):
+        tally.embedding_ids.update(id(p) for _, p in own_params)
+    if not own_params and not own_buffers:
+        return
+    counts = _count_own_params(tally, mod_name, own_params, model_type)
+    row_buffers = _count_own_buffers(tally, mod_name, own_buffers, model_type)
+    tally.layers.append(
+        LayerRow(
+            name=mod_name,
+            type=type(module).__name__,
+            shapes=counts.shapes,
+            params=counts.params,
+            trainable_params=counts.trainable,
+            frozen_params=counts.params - counts.trainable,
+            buffer_elements=row_buffers,
+            dtypes=sorted(counts.dtypes),
+            bytes=counts.nbytes,
+            share=0.0,  # set once the total is known, in _build_report
+            tied_to=counts.tied,
+        )
+    )
+
+
+def _build_report(tally: _Tally, optimizer: str | None) -> AuditReport:
+    """Totals, shares and per-type sums over the rows of a finished pass."""
+    layers = tally.layers
     total = sum(row.params for row in layers)
     trainable_total = sum(row.trainable_params for row in layers)
     # A parameter is an embedding parameter if any of its owners is an embedding module, so
     # a tied lm_head listed before the embedding does not turn it into a non-embedding one.
-    embedding = sum(p.numel() for i, p in counted.items() if i in embedding_ids)
+    embedding = sum(p.numel() for i, p in tally.counted.items() if i in tally.embedding_ids)
     by_type: dict[str, dict[str, int]] = {}
     for row in layers:
         row.share = row.params / total if total else 0.0
@@ -314,151 +347,31 @@ def audit_model(model: nn.Module, optimizer: str | None = None) -> AuditReport:
         total_params=total,
         trainable_params=trainable_total,
         frozen_params=total - trainable_total,
-        buffer_elements=buffer_elements,
-        bytes=sum(bytes_by_dtype.values()),
-        bytes_by_dtype=bytes_by_dtype,
+        buffer_elements=tally.buffer_elements,
+        bytes=sum(tally.bytes_by_dtype.values()),
+        bytes_by_dtype=tally.bytes_by_dtype,
         embedding_params=embedding,
         non_embedding_params=total - embedding,
         by_type=by_type,
         training_memory_bytes={
             opt: training_memory((total, trainable_total), opt) for opt in OPTIMIZER_STATES
         },
-        buffer_bytes=buffer_bytes,
+        buffer_bytes=tally.buffer_bytes,
         optimizer=optimizer,
-        module_types=module_types,
+        module_types=tally.module_types,
     )
 
 
-# Input shapes and class count of the digits data set, the registry models' default.
-_REGISTRY_DEFAULTS: dict[str, tuple[tuple[int, ...], int]] = {
-    "mlp": ((64,), 10),
-    "cnn": ((1, 8, 8), 10),
-}
+def audit_model(model: nn.Module, optimizer: str | None = None) -> AuditReport:
+    """Audit ``model``'s parameters layer by layer; reads shapes and dtypes only.
 
-
-def _one_line(text: object) -> str:
-    return re.sub(r"\s+", " ", str(text)).strip()
-
-
-def _describe(exc: BaseException) -> str:
-    msg = _one_line(exc)
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
-
-
-def _build(spec: str, fn: Any, meta: bool) -> nn.Module:
-    try:
-        if meta:
-            with torch.device("meta"):
-                model = fn()
-        else:
-            model = fn()
-    except Exception as exc:  # any failure of user code becomes one line, no traceback
-        raise SpecError(f"building the model for SPEC {spec!r} raised {_describe(exc)}") from exc
-    if not isinstance(model, nn.Module):
-        raise SpecError(
-            f"SPEC {spec!r} returned {type(model).__module__}.{type(model).__qualname__}, "
-            "not a torch.nn.Module"
-        )
-    return model
-
-
-def _registered(name: str) -> bool:
-    """True if ``name`` is one of paramaudit's built-in models (``models:NAME`` specs)."""
-    try:
-        from paramaudit.models import MODELS
-    except Exception:  # reported by _load_registry_model
-        return True
-    return name in MODELS
-
-
-def _user_models_package() -> bool:
-    """True if ``import models`` finds a package other than paramaudit's own models folder
-    (which a run from the checkout's root would otherwise find under that name)."""
-    try:
-        found = importlib.util.find_spec("models")
-    except (ImportError, ValueError):
-        return False
-    if found is None or found.origin is None:
-        return False
-    import paramaudit.models as own
-
-    return os.path.realpath(found.origin) != os.path.realpath(own.__file__ or "")
-
-
-def _load_registry_model(spec: str, name: str, meta: bool) -> nn.Module:
-    try:
-        from paramaudit.models import MODELS, build_model
-    except Exception as exc:
-        raise SpecError(f"cannot import the model registry 'models': {_describe(exc)}") from exc
-    if name not in MODELS:
-        known = ", ".join(sorted(MODELS)) or "(none)"
-        raise SpecError(f"SPEC {spec!r}: no registered model {name!r}; registered: {known}")
-    input_shape, n_classes = _REGISTRY_DEFAULTS.get(name, ((64,), 10))
-    return _build(spec, lambda: build_model(name, input_shape, n_classes), meta)
-
-
-def load_spec(spec: str, meta: bool = False) -> nn.Module:
-    """Build the model a SPEC names: ``"module.path:callable"`` or ``"models:NAME"``.
-
-    ``models:NAME`` is a built-in model when NAME is registered, else NAME in the user's own
-    ``models`` package (paramaudit's are ``paramaudit.models`` and claim no top-level name).
-
-    The callable (a dotted attribute path is allowed) is called with no arguments. The current
-    working directory is searched first when importing. ``meta=True`` builds on the meta
-    device, so no weight memory is allocated. An attribute that already is an
-    ``nn.Module`` instance is returned as it is. Every failure raises ``SpecError`` with a
-    one-line message.
+    ``optimizer`` (one of ``OPTIMIZER_STATES``) picks the training-memory estimate renderers
+    show; estimates for every optimizer are computed either way.
     """
-    if not isinstance(spec, str) or ":" not in spec:
-        raise SpecError(
-            f"SPEC {spec!r} must look like 'module.path:callable' or 'models:NAME' (no ':' found)"
-        )
-    mod_name, _, attr_path = spec.partition(":")
-    mod_name, attr_path = mod_name.strip(), attr_path.strip()
-    if not mod_name or not attr_path:
-        raise SpecError(
-            f"SPEC {spec!r} must look like 'module.path:callable' or 'models:NAME' "
-            "(empty module or callable)"
-        )
-    if mod_name == "models" and _registered(attr_path):
-        return _load_registry_model(spec, attr_path, meta)
-
-    cwd = os.getcwd()
-    added = cwd not in sys.path[:1]
-    if added:
-        sys.path.insert(0, cwd)
-    try:
-        importlib.invalidate_caches()  # files written since the last import must be seen
-        if mod_name == "models" and not _user_models_package():
-            # no user package called models: the name was meant for the built-in registry
-            return _load_registry_model(spec, attr_path, meta)
-        try:
-            module = importlib.import_module(mod_name)
-        except ImportError as exc:
-            raise SpecError(f"cannot import module {mod_name!r}: {_one_line(exc)}") from exc
-        except Exception as exc:  # a module that fails while executing, e.g. SyntaxError
-            raise SpecError(f"importing module {mod_name!r} raised {_describe(exc)}") from exc
-        obj: Any = module
-        for part in attr_path.split("."):
-            try:
-                obj = getattr(obj, part)
-            except AttributeError as exc:
-                raise SpecError(
-                    f"module {mod_name!r} has no attribute {attr_path!r}"
-                    + (f" (missing {part!r})" if part != attr_path else "")
-                ) from exc
-            except Exception as exc:
-                raise SpecError(f"reading {spec!r} raised {_describe(exc)}") from exc
-        if isinstance(obj, nn.Module):
-            return obj
-        if not callable(obj):
-            raise SpecError(
-                f"SPEC {spec!r} names a {type(obj).__name__}, not a callable that builds a model"
-            )
-        return _build(spec, obj, meta)
-    finally:
-        if added:
-            try:
-                sys.path.remove(cwd)
-            except ValueError:
-                pass
+    _check_audit_args(model, optimizer)
+    tally = _Tally()
+    model_type = type(model).__name__
+    # one pass over the modules: a 70B model on the meta device must audit in seconds
+    for mod_name, module in _walk(model):
+        _audit_module(tally, mod_name, module, model_type)
+    return _build_report(tally, optimizer)

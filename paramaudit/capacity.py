@@ -14,7 +14,10 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,48 @@ def summary_table(points: Sequence[TrialPoint], chosen_id: str | None) -> list[d
     return sorted(rows, key=lambda r: (r["params_trainable"], str(r["trial_id"])))
 
 
+def _draw_pareto_front(ax: Axes, usable: Sequence[TrialPoint], right_edge: int) -> None:
+    """The Pareto front of val loss as a step line, its trials ringed."""
+    front = pareto_front(usable)
+    # the step runs on to the largest trial: it reads as the best val loss reachable with
+    # at most that many parameters, and stays visible when the front is a single point
+    fx = [p.params_trainable for p in front] + [right_edge]
+    fy = [p.val_loss for p in front] + [front[-1].val_loss]
+    ax.plot(fx, fy, drawstyle="steps-post", color="tab:green", linewidth=1.5,
+            label="Pareto front (val loss)", zorder=2)
+    ax.scatter(fx[:-1], fy[:-1], marker="o", s=90, facecolors="none",
+               edgecolors="tab:green", linewidths=1.5, zorder=3)
+
+
+def _draw_trials(ax: Axes, usable: Sequence[TrialPoint], chosen_id: str | None) -> None:
+    """Losses of the finite trials, the Pareto front, the chosen trial and the gap onset."""
+    xs = [p.params_trainable for p in usable]
+    # a gap bar per trial links its two markers, so which train loss belongs to which val
+    # loss stays readable when trials share a size
+    ax.vlines(xs, [p.train_loss for p in usable], [p.val_loss for p in usable],
+              colors="0.8", linewidth=1, zorder=1)
+    ax.scatter(xs, [p.train_loss for p in usable], marker="o", facecolors="none",
+               edgecolors="tab:blue", label="train loss", zorder=2)
+    ax.scatter(xs, [p.val_loss for p in usable], marker="o", color="tab:orange",
+               label="val loss", zorder=3)
+    _draw_pareto_front(ax, usable, max(xs))
+    chosen = [p for p in usable if chosen_id is not None and p.trial_id == chosen_id]
+    if chosen:
+        ax.scatter([p.params_trainable for p in chosen], [p.val_loss for p in chosen],
+                   marker="*", s=250, color="tab:red", edgecolors="black",
+                   label=f"chosen ({chosen_id})", zorder=4)
+    onset = gap_onset(usable)
+    if onset is not None:
+        ax.axvline(onset["params"], linestyle="--", color="tab:purple",
+                   label=f"gap onset ({onset['params']:,} parameters)")
+    # log scale cannot show a zero count; symlog keeps such a trial visible
+    if min(xs) > 0:
+        ax.set_xscale("log")
+    else:
+        ax.set_xscale("symlog", linthresh=1)
+    ax.legend(loc="best", fontsize="small")
+
+
 def plot_capacity(
     points: Sequence[TrialPoint], chosen_id: str | None, path: str | Path
 ) -> Path:
@@ -155,39 +200,7 @@ def plot_capacity(
     fig = Figure(figsize=(8, 5), dpi=100)
     ax = fig.add_subplot()
     if usable:
-        xs = [p.params_trainable for p in usable]
-        # a gap bar per trial links its two markers, so which train loss belongs to which val
-        # loss stays readable when trials share a size
-        ax.vlines(xs, [p.train_loss for p in usable], [p.val_loss for p in usable],
-                  colors="0.8", linewidth=1, zorder=1)
-        ax.scatter(xs, [p.train_loss for p in usable], marker="o", facecolors="none",
-                   edgecolors="tab:blue", label="train loss", zorder=2)
-        ax.scatter(xs, [p.val_loss for p in usable], marker="o", color="tab:orange",
-                   label="val loss", zorder=3)
-        front = pareto_front(usable)
-        # the step runs on to the largest trial: it reads as the best val loss reachable with
-        # at most that many parameters, and stays visible when the front is a single point
-        fx = [p.params_trainable for p in front] + [max(xs)]
-        fy = [p.val_loss for p in front] + [front[-1].val_loss]
-        ax.plot(fx, fy, drawstyle="steps-post", color="tab:green", linewidth=1.5,
-                label="Pareto front (val loss)", zorder=2)
-        ax.scatter(fx[:-1], fy[:-1], marker="o", s=90, facecolors="none",
-                   edgecolors="tab:green", linewidths=1.5, zorder=3)
-        chosen = [p for p in usable if chosen_id is not None and p.trial_id == chosen_id]
-        if chosen:
-            ax.scatter([p.params_trainable for p in chosen], [p.val_loss for p in chosen],
-                       marker="*", s=250, color="tab:red", edgecolors="black",
-                       label=f"chosen ({chosen_id})", zorder=4)
-        onset = gap_onset(usable)
-        if onset is not None:
-            ax.axvline(onset["params"], linestyle="--", color="tab:purple",
-                       label=f"gap onset ({onset['params']:,} parameters)")
-        # log scale cannot show a zero count; symlog keeps such a trial visible
-        if min(xs) > 0:
-            ax.set_xscale("log")
-        else:
-            ax.set_xscale("symlog", linthresh=1)
-        ax.legend(loc="best", fontsize="small")
+        _draw_trials(ax, usable, chosen_id)
     else:
         ax.text(0.5, 0.5, "no trial finished with finite losses", ha="center", va="center",
                 transform=ax.transAxes)

@@ -38,10 +38,13 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 METHODS = ("auto", "fanova", "forest")
 MIN_TRIALS = 3  # below this no ranking is attempted
@@ -234,6 +237,104 @@ def _forest(x: pd.DataFrame, y: np.ndarray, columns: list[_Column], seed: int) -
     return impurity
 
 
+# -- choosing a method and building the ranking ---------------------------------------------------
+def _pick_method(method: str, varying: list[_Column], n: int) -> tuple[str, str | None]:
+    """The method to try and, when auto does not pick fanova, why (else None)."""
+    if method != "auto":
+        return method, None
+    if len(varying) < 2:
+        return "forest", "fewer than 2 varying hyperparameters"
+    if n < MIN_FANOVA_TRIALS:
+        return "forest", f"fewer than {MIN_FANOVA_TRIALS} trials"
+    return "fanova", None
+
+
+def _raw_importances(x: pd.DataFrame, y: np.ndarray, varying: list[_Column], method: str, seed: int,
+                     higher_is_better: bool) -> tuple[dict[str, float], str, str | None]:
+    """Unnormalised importances, the method actually used and why auto fell back (or None)."""
+    used, fallback = _pick_method(method, varying, len(y))
+    if used == "fanova":
+        try:
+            raw = _fanova(x, y, varying, seed, higher_is_better)
+            if sum(v for v in raw.values() if math.isfinite(v) and v > 0) <= 0:
+                raise ValueError("it attributed none of the variance")
+            return raw, used, fallback
+        except Exception as exc:  # any failure of fanova: auto uses the forest, fanova says why
+            reason = f"fanova failed: {type(exc).__name__}: {exc}".splitlines()[0]
+            if method == "fanova":  # the caller catches ValueError and skips the ranking
+                raise ValueError(f"cannot rank hyperparameters: {reason}") from exc
+            fallback = reason
+    return _forest(x, y, varying, seed), "forest", fallback
+
+
+def _ranking_rows(raw: dict[str, float], varying: list[_Column], constant: list[_Column], used: str,
+                  n: int, score: str) -> list[dict[str, Any]]:
+    """Rows of the ranking: the varying hyperparameters by share of importance, then the constant
+    ones by name."""
+    clipped = {k: (max(0.0, v) if math.isfinite(v) else 0.0) for k, v in raw.items()}
+    total = sum(clipped.values())
+    if total <= 0:
+        raise ValueError(f"cannot rank hyperparameters: {used} attributed none of the variance of {score!r}")
+    # ties broken by name so that equal importances always come out in the same order
+    order = sorted(varying, key=lambda c: (-clipped[c.name], c.name))
+    rows = [
+        {"rank": i + 1, "hyperparameter": c.name, "importance": clipped[c.name] / total,
+         "method": used, "n_trials": n, "kind": c.label}
+        for i, c in enumerate(order)
+    ]
+    rows += [
+        {"rank": pd.NA, "hyperparameter": c.name, "importance": 0.0, "method": used,
+         "n_trials": n, "kind": "constant"}
+        for c in sorted(constant, key=lambda c: c.name)
+    ]
+    return rows
+
+
+# -- plotting -------------------------------------------------------------------------------------
+def _ranked_for_plot(ranking: pd.DataFrame) -> tuple[list[str], list[float], str]:
+    """Names and importances of the ranked hyperparameters, most important first, and the method."""
+    ranked = ranking[ranking["rank"].notna()] if "rank" in ranking else ranking
+    ranked = ranked.sort_values("importance", ascending=False, kind="stable")
+    names = [str(h) for h in ranked["hyperparameter"]]
+    importances = [float(v) for v in ranked["importance"]]
+    method = str(ranked["method"].iloc[0]) if len(ranked) and "method" in ranked else "?"
+    return names, importances, method
+
+
+def _draw_importance_bars(ax: Axes, names: list[str], importances: list[float],
+                          constant: list[str]) -> None:
+    """Horizontal importance bars, labelled with their values; the constant ones are named below."""
+    ypos = list(range(len(names)))
+    ax.barh(ypos, importances, color="#4c72b0")
+    ax.set_yticks(ypos, names, fontsize=9)
+    ax.invert_yaxis()  # most important on top
+    ax.set_xlim(0, max(importances + [0.0]) * 1.15 or 1.0)
+    for pos, v in zip(ypos, importances, strict=True):
+        ax.text(v, pos, f" {v:.2f}", va="center", fontsize=8)
+    xlabel = "importance (sums to 1)"
+    if constant:
+        listed = ", ".join(constant[:6]) + (f" and {len(constant) - 6} more" if len(constant) > 6 else "")
+        xlabel += f"; constant over the trials, not ranked: {listed}"
+    ax.set_xlabel(xlabel)
+
+
+def _scatter_values(sub: Axes, col: _Column, values: pd.Series, y: np.ndarray,
+                    rng: np.random.Generator) -> None:
+    """One hyperparameter's values against the score: categories jittered, log x if log-distributed."""
+    if col.kind == "categorical":
+        pos = {c: k for k, c in enumerate(col.choices)}
+        xs = np.array([pos[v] for v in values], dtype=float)
+        xs = xs + rng.uniform(-0.15, 0.15, size=len(xs))
+        sub.set_xticks(range(len(col.choices)), [c[:12] for c in col.choices], fontsize=8,
+                       rotation=30 if len(col.choices) > 3 else 0)
+        sub.set_xlim(-0.5, len(col.choices) - 0.5)
+    else:
+        xs = values.to_numpy(dtype=float)
+        if col.log:
+            sub.set_xscale("log")
+    sub.scatter(xs, y, s=14, alpha=0.7, color="tab:orange", edgecolors="none")
+
+
 # -- the public API -------------------------------------------------------------------------------
 def rank_hyperparameters(trials: pd.DataFrame, score: str = "val_score", higher_is_better: bool = False,
                          method: str = "auto", seed: int = 0) -> pd.DataFrame:
@@ -262,43 +363,8 @@ def rank_hyperparameters(trials: pd.DataFrame, score: str = "val_score", higher_
     if float(np.ptp(y)) == 0.0:
         raise ValueError(f"cannot rank hyperparameters: {score!r} is the same in all {n} usable trials")
 
-    used, fallback = method, None
-    if method == "auto":
-        if len(varying) < 2:
-            used, fallback = "forest", "fewer than 2 varying hyperparameters"
-        elif n < MIN_FANOVA_TRIALS:
-            used, fallback = "forest", f"fewer than {MIN_FANOVA_TRIALS} trials"
-        else:
-            used = "fanova"
-    raw: dict[str, float] = {}
-    if used == "fanova":
-        try:
-            raw = _fanova(x, y, varying, seed, higher_is_better)
-            if sum(v for v in raw.values() if math.isfinite(v) and v > 0) <= 0:
-                raise ValueError("it attributed none of the variance")
-        except Exception as exc:  # any failure of fanova: auto uses the forest, fanova says why
-            reason = f"fanova failed: {type(exc).__name__}: {exc}".splitlines()[0]
-            if method == "fanova":  # the caller catches ValueError and skips the ranking
-                raise ValueError(f"cannot rank hyperparameters: {reason}") from exc
-            used, fallback = "forest", reason
-    if used == "forest":
-        raw = _forest(x, y, varying, seed)
-
-    clipped = {k: (max(0.0, v) if math.isfinite(v) else 0.0) for k, v in raw.items()}
-    total = sum(clipped.values())
-    if total <= 0:
-        raise ValueError(f"cannot rank hyperparameters: {used} attributed none of the variance of {score!r}")
-    order = sorted(varying, key=lambda c: (-clipped[c.name], c.name))
-    rows = [
-        {"rank": i + 1, "hyperparameter": c.name, "importance": clipped[c.name] / total,
-         "method": used, "n_trials": n, "kind": c.label}
-        for i, c in enumerate(order)
-    ]
-    rows += [
-        {"rank": pd.NA, "hyperparameter": c.name, "importance": 0.0, "method": used,
-         "n_trials": n, "kind": "constant"}
-        for c in sorted(constant, key=lambda c: c.name)
-    ]
+    raw, used, fallback = _raw_importances(x, y, varying, method, seed, higher_is_better)
+    rows = _ranking_rows(raw, varying, constant, used, n, score)
     out = pd.DataFrame(rows, columns=COLUMNS)
     out["rank"] = out["rank"].astype("Int64")
     out["importance"] = out["importance"].astype(float)
@@ -341,13 +407,9 @@ def plot_importance(trials: pd.DataFrame, ranking: pd.DataFrame, path: str | Pat
 
     x, y, columns, dropped = _prepare(trials, score)
     by_name = {c.name: c for c in columns}
-    ranked = ranking[ranking["rank"].notna()] if "rank" in ranking else ranking
-    ranked = ranked.sort_values("importance", ascending=False, kind="stable")
-    names = [str(h) for h in ranked["hyperparameter"]]
-    importances = [float(v) for v in ranked["importance"]]
+    names, importances, method = _ranked_for_plot(ranking)
     shown = [h for h in names if h in by_name][:TOP_PLOTTED]
     share_of = dict(zip(names, importances, strict=True))
-    method = str(ranked["method"].iloc[0]) if len(ranked) and "method" in ranked else "?"
 
     ncols = min(4, max(1, len(shown)))
     nrows = math.ceil(len(shown) / ncols) if shown else 0
@@ -356,39 +418,15 @@ def plot_importance(trials: pd.DataFrame, ranking: pd.DataFrame, path: str | Pat
     grid = fig.add_gridspec(1 + nrows, ncols, height_ratios=[bar_height] + [2.8] * nrows)
 
     ax = fig.add_subplot(grid[0, :])
-    ypos = list(range(len(names)))
-    ax.barh(ypos, importances, color="#4c72b0")
-    ax.set_yticks(ypos, names, fontsize=9)
-    ax.invert_yaxis()  # most important on top
-    ax.set_xlim(0, max(importances + [0.0]) * 1.15 or 1.0)
-    for pos, v in zip(ypos, importances, strict=True):
-        ax.text(v, pos, f" {v:.2f}", va="center", fontsize=8)
-    constant = [c.name for c in columns if c.kind == "constant"]
-    xlabel = "importance (sums to 1)"
-    if constant:
-        listed = ", ".join(constant[:6]) + (f" and {len(constant) - 6} more" if len(constant) > 6 else "")
-        xlabel += f"; constant over the trials, not ranked: {listed}"
-    ax.set_xlabel(xlabel)
+    _draw_importance_bars(ax, names, importances, [c.name for c in columns if c.kind == "constant"])
     title = f"Hyperparameter importance for {score} ({method}, {len(y)} trials"
     title += f", {dropped} without a finite score left out)" if dropped else ")"
     ax.set_title(title)
 
     rng = np.random.default_rng(0)  # the jitter is cosmetic; a fixed seed keeps plots stable
     for i, name in enumerate(shown):
-        col = by_name[name]
         sub = fig.add_subplot(grid[1 + i // ncols, i % ncols])
-        if col.kind == "categorical":
-            pos = {c: k for k, c in enumerate(col.choices)}
-            xs = np.array([pos[v] for v in x[name]], dtype=float)
-            xs = xs + rng.uniform(-0.15, 0.15, size=len(xs))
-            sub.set_xticks(range(len(col.choices)), [c[:12] for c in col.choices], fontsize=8,
-                           rotation=30 if len(col.choices) > 3 else 0)
-            sub.set_xlim(-0.5, len(col.choices) - 0.5)
-        else:
-            xs = x[name].to_numpy(dtype=float)
-            if col.log:
-                sub.set_xscale("log")
-        sub.scatter(xs, y, s=14, alpha=0.7, color="tab:orange", edgecolors="none")
+        _scatter_values(sub, by_name[name], x[name], y, rng)
         share = share_of.get(name, 0.0)
         sub.set_title(f"{name} ({share:.0%})", fontsize=9)
         sub.tick_params(labelsize=8)

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # keeps the import of this module free of pydantic/yaml for Ray workers
-    from paramaudit.config import AuditConfig
+    from paramaudit.config import OverfitConfig
 
 Severity = Literal["ok", "warn", "overfit"]
 
@@ -389,7 +389,7 @@ def _instability(fold_scores: list[float] | None, limit: float) -> Reason | None
 
 def assess(
     curves: Curves,
-    cfg: AuditConfig,
+    cfg: OverfitConfig,
     *,
     params_trainable: int,
     n_train: int,

@@ -12,7 +12,7 @@ started. So, for ``paramaudit run`` (:func:`install`):
   sent again too. The flow's context managers then end the MLflow runs KILLED and stop Ray.
 - During Ray Tune's search the stop goes to Tune instead (its SIGUSR1 handler, what Ctrl-C does
   by default): Tune ends its trials and returns, and the search raises KeyboardInterrupt with its
-  trials' runs ended KILLED (see ``tuning.ray_session``).
+  trials' runs ended KILLED (see ``search.ray_session``).
 - A later signal never raises into that cleanup (which would leave runs RUNNING): the second
   gives it ``SECOND_GRACE_S`` more, the third ends the process at once.
 - Whatever happens, the process ends ``DEADLINE_S`` after the first signal: a watcher thread,
@@ -200,7 +200,7 @@ def _tune_stop() -> Any:
 
     Tune's ``signal_interrupt_tune_run`` ends the search after its current step (trials
     stopped, state saved). Tune keeps it on SIGUSR1 even with its SIGINT handler disabled
-    (``tuning.ray_session`` disables that one under this module, so that Ctrl-C comes here).
+    (``search.ray_session`` disables that one under this module, so that Ctrl-C comes here).
     """
     handler = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
     tune = (getattr(handler, "__module__", None), getattr(handler, "__qualname__", None)) == \

@@ -14,6 +14,14 @@ import torch
 from torch import nn
 
 from paramaudit.overfit import Curves, divergence
+from paramaudit.train_hyperparameters import (
+    BATCH_SIZE,
+    LEARNING_RATE,
+    MOMENTUM,
+    OPTIMIZER,
+    OPTIMIZERS,
+    WEIGHT_DECAY,
+)
 
 # The train split is re-measured in eval mode every epoch (dropout off), as nanoGPT's
 # estimate_loss does; on big data a fixed subset keeps that cheap.
@@ -52,23 +60,26 @@ class History:
         return asdict(self)
 
 
+# The optimisers make_optimizer builds, by the names paramaudit.train_hyperparameters lists.
+_OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "sgd_momentum": torch.optim.SGD,  # with Nesterov momentum
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "rmsprop": torch.optim.RMSprop,
+}
+assert tuple(_OPTIMIZER_CLASSES) == OPTIMIZERS, "train_hyperparameters.OPTIMIZERS is the list"
+
+
 def make_optimizer(params: Any, hp: Mapping[str, Any]) -> torch.optim.Optimizer:
     """The optimiser a hyperparameter set names, with its learning rate and weight decay."""
-    name = hp.get("optimizer", "adam")
-    lr = float(hp.get("learning_rate", 1e-3))
-    wd = float(hp.get("weight_decay", 0.0))
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd)
+    name = OPTIMIZER.read(hp)
+    if name not in _OPTIMIZER_CLASSES:
+        raise ValueError(f"unknown optimizer {name!r}")
+    kwargs: dict[str, Any] = {"lr": LEARNING_RATE.read(hp), "weight_decay": WEIGHT_DECAY.read(hp)}
     if name == "sgd_momentum":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd,
-                               momentum=float(hp.get("momentum", 0.9)), nesterov=True)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"unknown optimizer {name!r}")
+        kwargs.update(momentum=MOMENTUM.read(hp), nesterov=True)
+    return _OPTIMIZER_CLASSES[name](params, **kwargs)
 
 
 @torch.no_grad()
@@ -132,7 +143,7 @@ class EpochTrainer:
         sub = torch.randperm(len(self.y_tr), generator=self.gen)[:TRAIN_EVAL_ROWS]
         self.x_tr_eval, self.y_tr_eval = self.x_tr[sub], self.y_tr[sub]
         self.optimizer = make_optimizer(model.parameters(), hp)
-        self.batch_size = int(hp.get("batch_size", 64))
+        self.batch_size = BATCH_SIZE.read(hp)
         self.augment_shape = augment_shape
         self.restore_best = restore_best
         self.history = History()

@@ -1,11 +1,12 @@
 """Imported last by each of the local Ray's pre-started workers: says the worker is warm.
 
-Ray imports ``tuning.WORKER_PRELOAD`` in each idle worker it starts, in order, before the worker
-accepts work; this module comes last, resumes the garbage collector worker_start paused, and
-leaves a file named after the worker's PID in the folder named by PARAMAUDIT_WORKER_READY_DIR.
-The driver waits for those files before a search (tuning.wait_for_warm_workers): Ray Tune gives
-a trial the first actor that is ready and stops the ones still starting, so a search begun while
-the workers import would lose their warm-up.
+Ray imports ``search.ray_runtime.WORKER_PRELOAD`` in each idle worker it starts, in order, before
+the worker accepts work; this module comes last, resumes the garbage collector worker_start
+paused, and leaves a file named after the worker's PID in the folder named by
+PARAMAUDIT_WORKER_READY_DIR. The driver waits for those files before a search
+(search.ray_runtime.wait_for_warm_workers): Ray Tune gives a trial the first actor that is ready
+and stops the ones still starting, so a search begun while the workers import would lose their
+warm-up.
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from paramaudit import pipeline as steps
+from paramaudit import publish as publishing
 from paramaudit.config import PipelineConfig
 from paramaudit.data import Splits, preprocess_cache_key
+from paramaudit.search import SearchOutcome
 from paramaudit.tracking import Tracker
 from paramaudit.training import FinalModel
-from paramaudit.tuning import SearchOutcome
 
 
 def _preprocess_key(context: Any, parameters: dict[str, Any]) -> str:
@@ -32,16 +33,16 @@ def preprocess(cfg: PipelineConfig) -> Splits:
     return steps.preprocess(cfg)
 
 
-@task(name="tune", cache_policy=NO_CACHE)
-def tune(splits: Splits, cfg: PipelineConfig, tracker: Tracker, parent_id: str,
-         workdir: Path, resume: bool = False) -> SearchOutcome:
+@task(name="search", cache_policy=NO_CACHE)
+def search(splits: Splits, cfg: PipelineConfig, tracker: Tracker, parent_id: str,
+           workdir: Path, resume: bool = False) -> SearchOutcome:
     """Ray Tune search over the hyperparameter space; trials nested under the parent run."""
     return steps.search(splits, cfg, tracker, parent_id, workdir, resume=resume)
 
 
 @task(name="train-final", cache_policy=NO_CACHE)
 def train_final(splits: Splits, outcome: SearchOutcome, cfg: PipelineConfig) -> FinalModel:
-    """Retrain the chosen hyperparameters with early stopping; evaluate once on test."""
+    """The chosen configuration's model (its trial's weights, or retrained); evaluated once on test."""
     return steps.train_final(splits, outcome, cfg)
 
 
@@ -57,7 +58,8 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
             outcome: SearchOutcome, final: FinalModel, result: steps.AuditResult,
             flow_run_id: str | None) -> dict[str, Any]:
     """MLflow params, metrics, tags and artifacts; Prefect table and markdown artifacts."""
-    summary = steps.publish(tracker, parent_id, cfg, splits, outcome, final, result, flow_run_id)
+    done = publishing.publish(tracker, parent_id, cfg, splits, outcome, final, result, flow_run_id)
+    summary = done.summary
     link = f"[MLflow run {parent_id}]({summary['mlflow_ui']['url']})"
     create_table_artifact(
         key="parameter-audit",
@@ -67,19 +69,19 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     )
     create_markdown_artifact(
         key="overfit-verdict",
-        markdown=summary["markdown"],
+        markdown=done.report_markdown,
         description=f"Overfitting verdict: {result.verdict.verdict}. {link}",
     )
-    if summary.get("importance_rows"):
+    if done.importance_rows:
         create_table_artifact(
             key="hyperparameter-importance",
-            table=summary["importance_rows"],
+            table=done.importance_rows,
             description="Which hyperparameters mattered to the val score across the trials.",
         )
-    if summary.get("capacity_rows"):
+    if done.capacity_rows:
         create_table_artifact(
             key="capacity-vs-generalisation",
-            table=summary["capacity_rows"],
+            table=done.capacity_rows,
             description="Trainable parameters against train/val loss for every trial.",
         )
     return summary

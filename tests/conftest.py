@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,11 +102,40 @@ def shared_prefect(_prefect_server: str) -> Iterator[str]:
 
 # The longest files first: xdist (--dist loadfile) hands files out in collection order, so with
 # these at the front and the quick unit files last the two workers finish together.
-_LONGEST_FIRST = ("test_operations", "test_startup", "test_search", "test_reliability",
-                  "test_worker_checkout", "test_stop_signal", "test_cluster", "test_bad_inputs",
-                  "test_flows_prefect", "test_overfit_gate", "test_pipeline_cli")
+_LONGEST_FIRST = ("test_search", "test_operations", "test_reliability", "test_bad_inputs",
+                  "test_stop_signal", "test_startup", "test_worker_checkout", "test_cluster",
+                  "test_pipeline_cli", "test_overfit_gate", "test_cli", "test_flows_prefect")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+
+
+@pytest.fixture
+def run_pipeline(shared_prefect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The pipeline flow run in this process against the session's Prefect server.
+
+    For tests of what the pipeline does rather than of the command line: it skips the ~10 s a
+    `paramaudit run` process spends importing and starting up. Its store and work folder are
+    the test's tmp_path; it returns the flow's summary.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from paramaudit.config import build_config
+    from paramaudit.flows.pipeline import paramaudit_pipeline
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(raw: dict[str, Any]) -> dict[str, Any]:
+        tracking = {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+                    "artifact_location": str(tmp_path / "mlartifacts")}
+        from prefect.logging.handlers import APILogHandler
+
+        with temporary_settings(updates={PREFECT_API_URL: shared_prefect}):
+            try:
+                return paramaudit_pipeline(config=build_config({**raw, "tracking": tracking}))
+            finally:
+                APILogHandler().flush()  # the flow run's logs, sent while the server is up
+
+    return run

@@ -16,11 +16,13 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
 from paramaudit import stopping
+from paramaudit.app import prefect_internals
 from paramaudit.app.prefect_server import EmbeddedPrefectServer, api_url_configured
 from paramaudit.environment import quiet_environment
 from paramaudit.errors import OverfitGateError, UserInputError
@@ -33,6 +35,15 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_INPUT, f"paramaudit: error: {message} (see --help)\n")
+
+
+def _optimizer(name: str) -> str:
+    """``--optimizer``: a name training builds (read on use, so building the parser loads no torch)."""
+    from paramaudit.train_hyperparameters import OPTIMIZERS
+
+    if name not in OPTIMIZERS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(OPTIMIZERS)})")
+    return name
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,9 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     aud.add_argument("--meta", action="store_true", help="build on the meta device (no memory)")
     aud.add_argument("--depth", type=int, help="sum rows at this module-path depth")
     aud.add_argument("--format", default="table", choices=["table", "json", "csv", "markdown"])
-    aud.add_argument("--optimizer", default="adam",
-                     choices=["sgd", "sgd_momentum", "adam", "adamw", "rmsprop"],
-                     help="optimizer for the training-memory estimate")
+    aud.add_argument("--optimizer", default="adam", type=_optimizer, metavar="NAME",
+                     help="optimizer for the training-memory estimate: any one training builds "
+                          "(default: %(default)s)")
     aud.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -92,11 +103,6 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _public_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in summary.items()
-            if k not in ("markdown", "capacity_rows", "importance_rows")}
-
-
 def preflight(args: argparse.Namespace) -> Any:
     """Everything a user can get wrong, checked before any server or search starts."""
     from paramaudit.config import load_config
@@ -110,7 +116,7 @@ def preflight(args: argparse.Namespace) -> Any:
             raise UserInputError("--resume takes the interrupted run's own config; "
                                  "drop the other run options")
         from paramaudit.config import TrackingConfig
-        from paramaudit.pipeline import load_resume_config
+        from paramaudit.runs import load_resume_config
 
         uri = resolve_tracking_uri(TrackingConfig())
         check_reachable(uri)
@@ -135,7 +141,7 @@ def _load_pipeline(cfg: Any) -> tuple[Any, float]:
     """
     started = time.monotonic()
     from paramaudit.flows.pipeline import paramaudit_pipeline
-    from paramaudit.pipeline import prefetch_for_later_steps
+    from paramaudit.prefetch import prefetch_for_later_steps
     from paramaudit.tracking import Tracker
 
     Tracker(cfg.tracking, cfg.experiment)
@@ -144,29 +150,13 @@ def _load_pipeline(cfg: Any) -> tuple[Any, float]:
 
 
 @contextlib.contextmanager
-def _sigterm_left_to_the_cli() -> Any:
-    """While the CLI's flow run runs: Prefect's flow engine does not take SIGTERM over.
-
-    Prefect's engine puts a handler on SIGTERM for the whole flow run that raises its
-    TerminationSignal wherever the main thread is (inside an import, or inside the cleanup of a
-    first stop: a second SIGTERM then leaves MLflow runs RUNNING), and that re-sends the signal
-    after its crash handling. paramaudit.stopping handles SIGTERM for the CLI instead, and
-    Prefect's engine marks the flow run Crashed on the KeyboardInterrupt it raises, as it does
-    on Ctrl-C. The handler exists for runs a Prefect worker starts (their cancellation), which
-    do not go through here. Prefect has no setting for it: ``capture_sigterm`` in
-    ``prefect.flow_engine`` (Prefect 3.9) is held back; under another name it stands.
-    """
-    from prefect import flow_engine
-
-    original = getattr(flow_engine, "capture_sigterm", None)
-    if not stopping.installed() or original is None:
+def _sigterm_left_to_the_cli() -> Iterator[None]:
+    """While the CLI's flow run runs, SIGTERM is paramaudit.stopping's, not Prefect's engine's."""
+    if not stopping.installed():
         yield
         return
-    flow_engine.capture_sigterm = contextlib.nullcontext  # type: ignore[attr-defined]
-    try:
+    with prefect_internals.sigterm_left_to_caller():
         yield
-    finally:
-        flow_engine.capture_sigterm = original  # type: ignore[attr-defined]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -186,6 +176,49 @@ def cmd_run(args: argparse.Namespace) -> int:
         gc.enable()
 
 
+def _prefect_settings(server: EmbeddedPrefectServer | None,
+                      timings: dict[str, float]) -> tuple[EmbeddedPrefectServer | None, Any]:
+    """The server the flow reports to, and the settings that point Prefect's client at it."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    if server is not None and PREFECT_API_URL.value():
+        server.stop()  # the active Prefect profile names a server: the flow reports there
+        return None, contextlib.nullcontext()
+    if server is None:
+        return None, contextlib.nullcontext()
+    timings["prefect_server_wait"] = server.wait_ready(
+        get_current_settings().server.ephemeral.startup_timeout_seconds)
+    # no heartbeats: they let a lasting server mark a crashed run, but this server ends with
+    # this process; and a flow run's end waits for the heartbeat thread's current one-second
+    # sleep (half a second on average)
+    return server, temporary_settings(updates={PREFECT_API_URL: server.api_url,
+                                               PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    """The closing lines at the terminal: where the run is and what it found."""
+    tm = summary["test_metrics"]
+    print("")
+    print("== paramaudit summary ==")
+    print(f"  MLflow run     {summary['mlflow_run_id']}  (experiment {summary['experiment']!r})")
+    print(f"  test accuracy  {tm['accuracy']:.4f}   test loss {tm['loss']:.4f}")
+    print(f"  parameters     {summary['params_total']:,} learned "
+          f"({summary['params_trainable']:,} trainable)")
+    print(f"  overfitting    {summary['overfit']['verdict']}")
+    print(f"  trials         {summary['trials']}")
+    print("  hyperparameters " + ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in summary["best_hyperparameters"].items()))
+    print(f"  wall time      {summary['timings']['total']:.1f} s")
+    print(f"  open the MLflow UI: {summary['mlflow_ui']['command']}")
+    print(f"  then: {summary['mlflow_ui']['url']}")
+
+
 def _run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     stopping.at_once(True)  # until the flow runs there is nothing to end but processes
@@ -203,7 +236,7 @@ def _run(args: argparse.Namespace) -> int:
     if server is not None:
         server.release()
     checked = time.monotonic()
-    from paramaudit.tuning import ray_session, trial_slots
+    from paramaudit.search import ray_session, trial_slots
 
     print(f"paramaudit: {cfg.experiment}: "
           f"{cfg.data.dataset or cfg.data.path} / {cfg.search.algorithm} search"
@@ -217,25 +250,7 @@ def _run(args: argparse.Namespace) -> int:
         with ray_session(cfg.ray, trial_slots(cfg)):
             timings["ray_start"] = time.monotonic() - ray_started
             paramaudit_pipeline, timings["imports"] = loading.result()
-            from prefect.settings import (
-                PREFECT_API_URL,
-                PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-                get_current_settings,
-                temporary_settings,
-            )
-
-            if server is not None and PREFECT_API_URL.value():
-                server.stop()  # the active Prefect profile names a server: the flow reports there
-                server = None
-            settings: Any = contextlib.nullcontext()
-            if server is not None:
-                timings["prefect_server_wait"] = server.wait_ready(
-                    get_current_settings().server.ephemeral.startup_timeout_seconds)
-                # no heartbeats: they let a lasting server mark a crashed run, but this server
-                # ends with this process; and a flow run's end waits for the heartbeat thread's
-                # current one-second sleep (half a second on average)
-                settings = temporary_settings(updates={PREFECT_API_URL: server.api_url,
-                                                       PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+            server, settings = _prefect_settings(server, timings)
             timings["startup"] = time.monotonic() - checked
             gc.freeze()
             gc.enable()
@@ -247,7 +262,7 @@ def _run(args: argparse.Namespace) -> int:
             except OverfitGateError as err:
                 summary = err.summary
                 if summary and args.output_json:
-                    _write_json_atomic(args.output_json, _public_summary(summary))
+                    _write_json_atomic(args.output_json, summary)
                 raise
             ray_stopping = time.monotonic()
         timings["ray_stop"] = time.monotonic() - ray_stopping
@@ -262,29 +277,16 @@ def _run(args: argparse.Namespace) -> int:
         timings["prefect_start"] = round(timings.pop("flow_entered_at") - called_at, 3)
     summary["timings"]["total"] = round(time.monotonic() - t0, 3)
     if args.output_json:
-        _write_json_atomic(args.output_json, _public_summary(summary))
-    tm = summary["test_metrics"]
-    print("")
-    print("== paramaudit summary ==")
-    print(f"  MLflow run     {summary['mlflow_run_id']}  (experiment {summary['experiment']!r})")
-    print(f"  test accuracy  {tm['accuracy']:.4f}   test loss {tm['loss']:.4f}")
-    print(f"  parameters     {summary['params_total']:,} learned "
-          f"({summary['params_trainable']:,} trainable)")
-    print(f"  overfitting    {summary['overfit']['verdict']}")
-    print(f"  trials         {summary['trials']}")
-    print("  hyperparameters " + ", ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-        for k, v in summary["best_hyperparameters"].items()))
-    print(f"  wall time      {summary['timings']['total']:.1f} s")
-    print(f"  open the MLflow UI: {summary['mlflow_ui']['command']}")
-    print(f"  then: {summary['mlflow_ui']['url']}")
+        _write_json_atomic(args.output_json, summary)
+    _print_summary(summary)
     return EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """The parameter audit of one model, printed."""
-    from paramaudit.audit import audit_model, load_spec
+    from paramaudit.audit import audit_model
     from paramaudit.report import render
+    from paramaudit.spec import load_spec
 
     if args.depth is not None and args.depth < 1:
         raise UserInputError(f"--depth must be >= 1, got {args.depth}")

@@ -77,8 +77,7 @@ class EmbeddedPrefectServer:
         if spec is None or not spec.submodule_search_locations:
             raise RuntimeError("prefect is not installed")
         app_dir = Path(next(iter(spec.submodule_search_locations))).parent
-        env = dict(os.environ, PREFECT_UI_ENABLED="0", PREFECT__SERVER_EPHEMERAL="1",
-                   PREFECT__SERVER_FINAL="1", PREFECT_SERVER_API_HOST=HOST)
+        env = dict(os.environ, PREFECT_UI_ENABLED="0", PREFECT_SERVER_API_HOST=HOST)
         env.pop("PREFECT_API_URL", None)
         # the app comes from create_app below, so this package must import there as it does here
         here = str(Path(__file__).resolve().parents[1])
@@ -185,7 +184,9 @@ def create_app() -> Any:
 
         if os.environ.get(GATE_ENV) and sys.stdin.readline().strip() != "go":
             os._exit(0)  # not released: nothing was started, nothing to clean up
-        return prefect_app()
+        # what `prefect server start` builds, as an ephemeral server: the services a run needs
+        # start with it, and final: no other app will wrap it
+        return prefect_app(ephemeral=True, final=True)
     finally:
         gc.freeze()
         gc.enable()

@@ -176,7 +176,8 @@ def test_bounded_inputs_fail_fast_in_the_cli_preflight(case: str, tmp_path: Path
     from paramaudit.config import build_config
     from paramaudit.errors import UserInputError
 
-    build_config({})  # the model check imports the models (torch) once
+    # checking a search space imports the models' declarations (so torch) once
+    build_config({"search": {"space": {"hidden_size": 8}}})
     _corpus_in(tmp_path)
     monkeypatch.chdir(tmp_path)
     args = _parser().parse_args(CASES[case][0])

@@ -62,7 +62,7 @@ def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
         env=cli_env(tmp_path, MLFLOW_TRACKING_URI="http://127.0.0.1:9"), timeout=120)
     assert proc.returncode == 2
     assert "http://127.0.0.1:9" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    assert "[2/5] tune" not in proc.stdout
+    assert "[2/6] search" not in proc.stdout
 
 
 def test_audit_registry_model_as_json(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_a_user_package_called_models_is_theirs_and_paramaudit_still_works(
         "OWNER = 'user'\n"
         "def tiny():\n"
         "    return nn.Linear(4, 2)\n")
-    code = ("import models, paramaudit.models, paramaudit.tuning, paramaudit.flows.pipeline\n"
+    code = ("import models, paramaudit.models, paramaudit.search, paramaudit.flows.pipeline\n"
             "print(models.OWNER, sorted(paramaudit.models.MODELS))\n")
     env = cli_env(tmp_path, PYTHONPATH=str(tmp_path))
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,

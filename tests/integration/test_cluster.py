@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import cli_env, paramaudit_cmd
 
-from paramaudit.tuning import LOOPBACK_NODE_IP, ray_environment, ray_home
+from paramaudit.search import LOOPBACK_NODE_IP, ray_environment, ray_home
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect")]
 RAY = str(Path(sys.executable).with_name("ray"))

@@ -15,10 +15,12 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def harness(shared_prefect: str):
     """This process's flows talk to the session's Prefect server."""
+    from prefect.logging.handlers import APILogHandler
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: shared_prefect}):
         yield
+        APILogHandler().flush()  # the flow runs' logs, sent while the server is up
 
 
 def _artifacts(flow_run_id: str) -> dict:

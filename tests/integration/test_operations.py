@@ -265,7 +265,7 @@ def test_a_config_the_schema_cannot_judge_fails_validation_in_the_flow(stack: St
     assert run.state.is_failed(), run.state
     text = f"{run.state.message}\n{_flow_run_logs(stack, flow_run_id)}"
     assert "digitz" in text and "did you mean 'digits'" in text, text
-    assert "[2/5] tune" not in text, "a bad config must fail before any tuning"
+    assert "[2/6] search" not in text, "a bad config must fail before any search"
 
 
 # -- the nightly run through the worker ----------------------------------------------------------
@@ -353,7 +353,7 @@ def test_mlflow_unreachable_fails_fast_naming_the_uri(stack: Stack) -> None:
     assert dead in message and "\n" not in message, message
     logs = _flow_run_logs(stack, flow_run_id)
     # fast means before any work: no step of the recipe started
-    assert "[1/5] preprocess" not in logs and "[2/5] tune" not in logs, "it must fail first"
+    assert "[1/6] preprocess" not in logs and "[2/6] search" not in logs, "it must fail first"
 
 
 # -- the UIs, as a person sees them --------------------------------------------------------------

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import cli_env, paramaudit_cmd
 
-from paramaudit.config import AuditConfig, DataConfig, PreprocessConfig
-from paramaudit.data import Dataset, preprocess, split_and_scale
+from paramaudit.config import DataConfig, OverfitConfig, PipelineConfig, PreprocessConfig
+from paramaudit.data import Dataset, load_and_split, split_and_scale
 from paramaudit.overfit import assess
 from paramaudit.training import train_best
 
@@ -30,7 +30,7 @@ def _noisy(n: int = 80, features: int = 20, seed: int = 0) -> tuple[np.ndarray, 
 def _verdict(splits, hp: dict, max_epochs: int, patience: int):
     final = train_best(splits, "mlp", hp, max_epochs=max_epochs, patience=patience, seed=0)
     n_params = sum(p.numel() for p in final.model.parameters())
-    return assess(final.history.curves(), AuditConfig(), params_trainable=n_params,
+    return assess(final.history.curves(), OverfitConfig(), params_trainable=n_params,
                   n_train=len(splits.y_train), test_accuracy=final.test_accuracy,
                   restored_best=True)
 
@@ -48,7 +48,7 @@ def test_a_wide_unregularised_mlp_on_80_noisy_samples_is_overfit() -> None:
 
 
 def test_a_small_regularised_mlp_on_breast_cancer_is_not_overfit() -> None:
-    splits = preprocess(DataConfig(dataset="breast_cancer"), PreprocessConfig(), 0)
+    splits = load_and_split(PipelineConfig(data=DataConfig(dataset="breast_cancer")))
     verdict = _verdict(splits, {"num_layers": 1, "hidden_size": 16, "dropout": 0.2,
                                 "weight_decay": 1e-3, "optimizer": "adam",
                                 "learning_rate": 1e-3, "batch_size": 32}, 60, 5)
@@ -95,17 +95,15 @@ def test_the_gate_fails_an_overfit_run_with_exit_3_after_logging(tmp_path: Path)
     assert version.aliases == []
 
 
-def test_the_parameter_budget_skips_large_configurations(tmp_path: Path) -> None:
+def test_the_parameter_budget_skips_large_configurations(tmp_path: Path, run_pipeline) -> None:
     from mlflow import MlflowClient
 
-    proc = _cli(tmp_path, {
+    out = run_pipeline({
         "experiment": "budget", "data": {"dataset": "digits"},
         "search": {"algorithm": "grid", "trials": 1, "max_params": 5000, "space": {
             "hidden_size": {"choice": [32, 256]}, "num_layers": 1, "learning_rate": 0.01}},
         "train": {"max_epochs": 2, "patience": 2},
     })
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads((tmp_path / "out.json").read_text())
     assert out["trials"] == 2 and out["best_hyperparameters"]["hidden_size"] == 32
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     parent = client.get_run(out["mlflow_run_id"])

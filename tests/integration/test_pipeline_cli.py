@@ -54,6 +54,19 @@ def test_output_json_follows_the_contract(smoke: dict) -> None:
         assert key in out["best_hyperparameters"]
 
 
+def test_the_run_started_and_stopped_its_own_prefect_server(smoke: dict) -> None:
+    """No PREFECT_API_URL: the CLI's temporary server served the flow run and is gone after."""
+    from support import servers as srv
+
+    assert smoke["out"]["prefect_flow_run_id"]
+    assert srv.prefect_servers_with_home(smoke["work"] / "prefect-home") == []
+    # the phases bench/ reads, each measured
+    timings = json.loads((smoke["work"] / "out.json").read_text())["timings"]
+    for key in ("checks", "startup", "ray_start", "imports", "prefect_server_wait",
+                "prefect_start", "search", "publish", "ray_stop", "total"):
+        assert timings[key] >= 0, key
+
+
 def test_params_total_matches_the_chosen_architecture(smoke: dict) -> None:
     from paramaudit.models.mlp import MLPConfig
 
@@ -114,7 +127,8 @@ def test_the_model_is_logged_and_registered(smoke: dict) -> None:
 
 def test_progress_and_summary_are_printed(smoke: dict) -> None:
     text = smoke["proc"].stdout + smoke["proc"].stderr
-    for step in ("[1/5] preprocess", "[2/5] tune", "[3/5] train", "[4/5] audit", "[5/5] publish"):
+    for step in ("[1/6] preprocess", "[2/6] search", "[3/6] train", "[4/6] audit", "[5/6] publish",
+                 "[6/6] gate"):
         assert step in text
     assert "mlflow ui --backend-store-uri" in text
     assert smoke["out"]["mlflow_run_id"] in text

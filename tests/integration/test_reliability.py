@@ -137,7 +137,7 @@ def test_local_ray_listens_on_loopback_only_and_has_no_dashboard() -> None:
     import urllib.request
 
     from paramaudit.config import RayConfig
-    from paramaudit.tuning import ray_session
+    from paramaudit.search import ray_session
 
     before = srv.listeners()
     with ray_session(RayConfig(num_cpus=1)):

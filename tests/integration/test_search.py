@@ -35,18 +35,15 @@ def _children(work: Path, parent: str) -> list:
                               f"tags.`mlflow.parentRunId` = '{parent}'", max_results=1000)
 
 
-def test_bayes_search_over_models_with_k_fold(tmp_path: Path) -> None:
-    _write(tmp_path, {
+def test_bayes_search_over_models_with_k_fold(tmp_path: Path, run_pipeline) -> None:
+    out = run_pipeline({
         "experiment": "kfold", "model": {"choice": ["mlp", "cnn"]},
-        "data": {"dataset": "digits", "max_rows": 600},
+        "data": {"dataset": "digits", "max_rows": 300},
         "search": {"algorithm": "bayes", "trials": 3, "cv_folds": 3, "scheduler": "none",
                    "space": {"learning_rate": {"loguniform": [1e-3, 3e-2]},
-                             "hidden_size": {"choice": [32, 64]}, "channels": 8}},
+                             "hidden_size": {"choice": [32, 64]}, "channels": 4}},
         "train": {"max_epochs": 2, "patience": 2},
     })
-    proc = _cli(tmp_path, "--config", "cfg.yaml", "--output-json", "out.json")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads((tmp_path / "out.json").read_text())
     children = _children(tmp_path, out["mlflow_run_id"])
     assert len(children) == 3
     for child in children:
@@ -114,9 +111,9 @@ def test_resume_after_sigkill_reruns_nothing_and_duplicates_nothing(
     resumed search runs the missing trials anew."""
     _write(tmp_path, {
         "experiment": "resume", "data": {"dataset": "digits"},
-        "search": {"trials": 6, "scheduler": "none", "max_concurrent": 1, "space": {
+        "search": {"trials": 4, "scheduler": "none", "max_concurrent": 1, "space": {
             "learning_rate": {"loguniform": [1e-3, 1e-2]}, "hidden_size": 32, "num_layers": 1}},
-        "train": {"max_epochs": 25, "patience": 3},
+        "train": {"max_epochs": 12, "patience": 3},
     })
     proc = subprocess.Popen(paramaudit_cmd() + ["run", "--config", "cfg.yaml"], cwd=tmp_path,
                             env=cli_env(tmp_path), stdout=subprocess.PIPE,
@@ -157,10 +154,10 @@ def test_resume_after_sigkill_reruns_nothing_and_duplicates_nothing(
     assert "resuming the search" in done.stdout + done.stderr
     assert ("saved state lost" in done.stdout + done.stderr) == (searcher_state == "lost")
     out = json.loads((tmp_path / "out.json").read_text())
-    assert out["mlflow_run_id"] == parent and out["trials"] == 6
+    assert out["mlflow_run_id"] == parent and out["trials"] == 4
     children = _children(tmp_path, parent)
     trial_ids = [c.data.tags["trial_id"] for c in children]
-    assert len(children) == 6 and len(set(trial_ids)) == 6
+    assert len(children) == 4 and len(set(trial_ids)) == 4
     starts = {c.info.run_id: c.info.start_time for c in children}
     for run_id, start in finished:
         assert starts[run_id] == start  # finished before the kill: not rerun

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -21,26 +20,6 @@ from paramaudit.app import prefect_server
 from paramaudit.app.prefect_server import EmbeddedPrefectServer
 
 pytestmark = pytest.mark.integration
-
-SERVER_APP = "paramaudit.app.prefect_server:create_app"  # Prefect's app, imported GC-paused
-
-
-def _servers_with_home(home: Path) -> list[int]:
-    """PIDs of Prefect server processes whose PREFECT_HOME is ``home``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if SERVER_APP not in (entry / "cmdline").read_text():
-                continue
-            env = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"PREFECT_HOME={home}".encode() in env:
-            pids.append(int(entry.name))
-    return pids
-
 
 @pytest.fixture
 def prefect_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -110,7 +89,7 @@ def test_bad_input_kills_the_server_that_imported_during_the_checks(tmp_path: Pa
                             stderr=subprocess.PIPE, text=True)
     seen: set[int] = set()
     while proc.poll() is None:
-        seen.update(_servers_with_home(home))
+        seen.update(srv.prefect_servers_with_home(home))
         time.sleep(0.01)
     _, err = proc.communicate()
     assert proc.returncode == 2
@@ -177,7 +156,7 @@ def _iris_search(workdir: Path, trials: int, max_concurrent: int) -> tuple[Any, 
 
 
 def test_trials_run_in_the_workers_ray_started_before_the_search(workdir: Path) -> None:
-    from paramaudit.tuning import ray_session, run_search, trial_slots
+    from paramaudit.search import ray_session, run_search, trial_slots
 
     cfg, splits, tracker = _iris_search(workdir, trials=3, max_concurrent=1)
     with tracker.parent_run("warm", {}) as parent, ray_session(cfg.ray, trial_slots(cfg)) as info:
@@ -186,7 +165,7 @@ def test_trials_run_in_the_workers_ray_started_before_the_search(workdir: Path) 
             assert nested == {"address": "local", "started": False, "reused": True, "cpus": 1}
         workers = _ray_workers(info["cpus"])
         outcome = run_search(splits, cfg, tracker, parent, workdir / "tune", say=lambda _m: None)
-    pids = {t.worker_pid for t in outcome.trials}
+    pids = {t.worker_pid for t in outcome.records}
     assert None not in pids
     # each trial ran in a process that existed before the search: Ray's pre-started worker,
     # reused (no new Python process started and warmed up per trial actor)
@@ -199,19 +178,19 @@ def test_a_search_of_quick_trials_keeps_its_warm_workers_and_writes_no_tune_resu
 
     Tune hands a finished trial's cached actor to a trial whose own actor is still being
     created, and stops that one; its worker process ends with it, and the next actor waits for
-    a fresh process's imports (tuning._started_actors_kept). Without that fix this failed in 3
+    a fresh process's imports (search.ray_internals.started_actors_kept). Without that fix this failed in 3
     runs of 6.
     """
-    from paramaudit.tuning import ray_session, run_search, trial_slots
+    from paramaudit.search import ray_session, run_search, trial_slots
 
     cfg, splits, tracker = _iris_search(workdir, trials=24, max_concurrent=2)
     with tracker.parent_run("quick", {}) as parent, ray_session(cfg.ray, trial_slots(cfg)) as info:
         assert info["cpus"] == 2
         workers = _ray_workers(2)
         outcome = run_search(splits, cfg, tracker, parent, workdir / "tune", say=lambda _m: None)
-    assert len(outcome.trials) == 24 and all(t.status == "TERMINATED" for t in outcome.trials)
+    assert len(outcome.records) == 24 and all(t.status == "TERMINATED" for t in outcome.records)
     # both pre-started workers ran trials, and nothing else did: neither lost its actor unused
-    pids = {t.worker_pid for t in outcome.trials}
+    pids = {t.worker_pid for t in outcome.records}
     assert pids == workers, (pids, workers)
     # Tune's own result files are off (MLflow has the results), and Tune does not warn of them
     written = {f.name for f in (workdir / "tune").rglob("*") if f.is_file()}
@@ -247,21 +226,6 @@ def _ray_workers(wanted: int, within: float = 60.0) -> set[int]:
             return found
         time.sleep(0.1)
     raise AssertionError(f"Ray started {len(found)} of {wanted} workers within {within} s")
-
-
-def test_cli_run_starts_and_stops_its_own_prefect_server(tmp_path: Path) -> None:
-    env = cli_env(tmp_path)
-    proc = subprocess.run(paramaudit_cmd() + ["run", "--dataset", "iris", "--smoke",
-                                              "--output-json", "out.json"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads((tmp_path / "out.json").read_text())
-    timings = out["timings"]
-    for key in ("checks", "startup", "ray_start", "imports", "prefect_server_wait",
-                "prefect_start", "tune", "publish", "ray_stop", "total"):
-        assert timings[key] >= 0, key
-    assert out["prefect_flow_run_id"]
-    assert _servers_with_home(tmp_path / "prefect-home") == []
 
 
 def test_a_server_whose_start_fails_is_started_again_on_another_port(

@@ -62,9 +62,9 @@ STAGES = {
     "input-checks": (None, 0.3, signal.SIGTERM, None),
     "ray-starting": (r"^paramaudit: .* search", 0.3, signal.SIGINT, None),
     "search-starting": (r"  ray: ", 0.0, signal.SIGTERM, None),
-    "publishing": (r"\[4/5\] audit", 0.0, signal.SIGTERM, None),
+    "publishing": (r"\[4/6\] audit", 0.0, signal.SIGTERM, None),
     # Ctrl-C twice, after the search: Tune's handler used to take it and nothing stopped
-    "publishing-ctrl-c-twice": (r"\[4/5\] audit", 0.0, signal.SIGINT, 0.3),
+    "publishing-ctrl-c-twice": (r"\[4/6\] audit", 0.0, signal.SIGINT, 0.3),
 }
 # what a stop used to print (Prefect's crash report, Tune's stop notice, tracebacks); a run
 # prints none of it before the stop
@@ -139,7 +139,7 @@ def test_the_library_internals_the_stop_relies_on_are_still_there() -> None:
     from ray.tune import tune as tune_module
 
     # ray.init installs a sys.exit handler through this function, and the driver's C++ crash
-    # handler unless this is set (tuning._ray_keeps_sigterm_handler)
+    # handler unless this is set (search.ray_internals.ray_keeps_sigterm_handler)
     assert callable(ray._private.utils.set_sigterm_handler)
     assert "ray._private.utils.set_sigterm_handler(" in inspect.getsource(ray._private.worker.init)
     assert ray._private.ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER in (False, True)

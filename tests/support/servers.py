@@ -361,3 +361,23 @@ def start_mlflow_server(root: Path, log: Path, guard_dir: Path | None = None) ->
 
 def wait_mlflow_server(server: Service, timeout: float = 120) -> None:
     wait_until(lambda: http_ok(f"{server.url}/health"), server, timeout, "healthy /health")
+
+
+SERVER_APP = "paramaudit.app.prefect_server:create_app"  # the CLI's temporary server's app
+
+
+def prefect_servers_with_home(home: Path) -> list[int]:
+    """PIDs of the CLI's temporary Prefect servers whose PREFECT_HOME is ``home``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if SERVER_APP not in (entry / "cmdline").read_text():
+                continue
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"PREFECT_HOME={home}".encode() in env:
+            pids.append(int(entry.name))
+    return pids

@@ -19,11 +19,11 @@ from paramaudit.audit import (
     OPTIMIZER_STATES,
     AuditReport,
     audit_model,
-    load_spec,
     training_memory,
 )
 from paramaudit.errors import SpecError
 from paramaudit.report import format_bytes, layers_dataframe, plot_layers, render
+from paramaudit.spec import load_spec
 
 # --------------------------------------------------------------------------- test models
 

@@ -10,11 +10,10 @@ import pytest
 from pydantic import ValidationError
 
 from paramaudit.config import (
-    COMMON_HYPERPARAMETERS,
     DEFAULT_SPACE,
-    HYPERPARAMETERS,
     PipelineConfig,
     build_config,
+    declared_hyperparameters,
     describe_validation_error,
     load_config,
     quote,
@@ -25,6 +24,13 @@ from paramaudit.errors import ConfigError, UserInputError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_YAML = ROOT / "configs" / "default.yaml"
+# what every model's run reads besides the model's own hyperparameters (training's, and the
+# dropout and activation both built-in models declare)
+COMMON = {"learning_rate", "batch_size", "weight_decay", "optimizer", "dropout", "activation"}
+
+
+def default_of(name: str) -> Any:
+    return declared_hyperparameters()[name].default
 
 
 def config_error(raw: dict[str, Any], overrides: dict[str, Any] | None = None) -> str:
@@ -71,6 +77,24 @@ def test_default_yaml_loads() -> None:
     assert cfg.search.space["activation"] == "relu"
     assert cfg.train.max_epochs == 30 and cfg.train.patience == 5
     assert cfg.audit.max_gap == pytest.approx(0.05)
+
+
+def test_default_yaml_shows_the_default_space_in_its_order() -> None:
+    # configs/default.yaml is the users' copy of DEFAULT_SPACE; Ray Tune samples in the space's
+    # order, so the same order means the same trials for a seed
+    space = read_yaml(DEFAULT_YAML)["search"]["space"]
+    assert space == DEFAULT_SPACE and list(space) == list(DEFAULT_SPACE)
+
+
+def test_the_readme_shows_the_default_space() -> None:
+    """The README's config example is the defaults a user gets, not a copy that drifted."""
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```yaml\n")[1:]]
+    shown = [yaml.safe_load(b) for b in blocks if "search:" in b and "space:" in b]
+    assert shown, "the README has no config example with a search space"
+    assert shown[0]["search"]["space"] == DEFAULT_SPACE
 
 
 def test_empty_yaml_is_defaults(tmp_path: Path) -> None:
@@ -452,19 +476,19 @@ def test_effective_without_smoke_is_unchanged() -> None:
 def test_resolve_mlp_fills_defaults_and_drops_cnn_keys() -> None:
     hp = resolve_hyperparameters({"learning_rate": 0.05, "channels": 8, "kernel_size": 5,
                                   "hidden_size": 32, "optimizer": "adam", "bogus": 1}, "mlp")
-    assert set(hp) == set(COMMON_HYPERPARAMETERS) | {"num_layers", "hidden_size"}
+    assert set(hp) == COMMON | {"num_layers", "hidden_size"}
     assert hp["learning_rate"] == 0.05
     assert hp["hidden_size"] == 32
-    assert hp["num_layers"] == HYPERPARAMETERS["num_layers"][1]
-    assert hp["batch_size"] == HYPERPARAMETERS["batch_size"][1]
+    assert hp["num_layers"] == default_of("num_layers")
+    assert hp["batch_size"] == default_of("batch_size")
     assert "momentum" not in hp and "channels" not in hp and "bogus" not in hp
 
 
 def test_resolve_cnn_keeps_cnn_keys_only() -> None:
     hp = resolve_hyperparameters({"channels": 8, "num_layers": 3, "hidden_size": 64}, "cnn")
-    assert set(hp) == set(COMMON_HYPERPARAMETERS) | {"channels", "kernel_size", "conv_layers"}
+    assert set(hp) == COMMON | {"channels", "kernel_size", "conv_layers"}
     assert hp["channels"] == 8
-    assert hp["kernel_size"] == HYPERPARAMETERS["kernel_size"][1]
+    assert hp["kernel_size"] == default_of("kernel_size")
     assert "num_layers" not in hp and "hidden_size" not in hp
 
 
@@ -479,7 +503,7 @@ def test_momentum_kept_for_sgd_momentum() -> None:
     hp = resolve_hyperparameters({"optimizer": "sgd_momentum", "momentum": 0.5})
     assert hp["momentum"] == 0.5
     default = resolve_hyperparameters({"optimizer": "sgd_momentum"})
-    assert default["momentum"] == HYPERPARAMETERS["momentum"][1]
+    assert default["momentum"] == default_of("momentum")
 
 
 def test_momentum_dropped_for_default_optimizer() -> None:
@@ -813,14 +837,14 @@ def test_a_grid_planning_too_many_trials_says_the_planned_number() -> None:
     assert msg.startswith("config: search: this grid search plans 160,000 trials")
     assert "search.trials 16 x 10,000 combinations: 100 hidden_size x 100 batch_size" in msg
     assert "more than 10,000" in msg and "algorithm: random" in msg
-    # model and preprocessing choices multiply the grid too, as tuning.planned_trials counts them
+    # model and preprocessing choices multiply the grid too, as search.planned_trials counts them
     msg = config_error(grid(2, 50, 50, model={"choice": ["mlp", "cnn"]},
                             preprocess={"scaler": {"choice": ["standard", "minmax"]}}))
     assert "plans 20,000 trials (search.trials 2 x 10,000 combinations" in msg, msg
 
 
 def test_grid_bound_matches_planned_trials() -> None:
-    from paramaudit.tuning import planned_trials
+    from paramaudit.search import planned_trials
 
     at_bound = build_config(grid(4, 50, 25, model={"choice": ["mlp", "cnn"]}))
     assert planned_trials(at_bound) == 10_000

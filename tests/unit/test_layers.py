@@ -33,9 +33,11 @@ def _layer(module: str) -> str:
 def _modules() -> dict[str, Path]:
     found: dict[str, Path] = {}
     for package, folder in FOLDERS.items():
-        for path in folder.glob("*.py"):
-            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
-            found.setdefault(name, path)
+        for path in sorted(folder.rglob("*.py")):
+            parts = [package, *path.relative_to(folder).with_suffix("").parts]
+            if parts[-1] == "__init__":
+                parts.pop()
+            found.setdefault(".".join(parts), path)
     return found
 
 
@@ -61,7 +63,7 @@ MODULES = _modules()
 
 def test_every_module_is_found() -> None:
     assert {"paramaudit.app.cli", "paramaudit.flows.pipeline", "paramaudit.tasks.pipeline",
-            "paramaudit.tuning", "paramaudit.models.mlp"} <= set(MODULES)
+            "paramaudit.search.runner", "paramaudit.models.mlp"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
@@ -93,8 +95,9 @@ def test_pyproject_installs_every_package_folder() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(config["packages"])
     dirs = config["package-dir"]
-    assert set(FOLDERS) == listed
     for package, folder in dirs.items():
         assert ROOT / folder == FOLDERS[package]
-    subpackages = {f"paramaudit.{p.parent.name}" for p in (ROOT / "paramaudit").glob("*/__init__.py")}
-    assert subpackages <= listed
+    subpackages = {".".join(("paramaudit", *p.parent.relative_to(ROOT / "paramaudit").parts))
+                   for p in (ROOT / "paramaudit").rglob("*/__init__.py")}
+    # the mapped folders and every subpackage of paramaudit/, and nothing else
+    assert listed == set(FOLDERS) | subpackages

@@ -8,7 +8,8 @@ from torch import nn
 
 from paramaudit.models import MODELS, build_model, register_model
 from paramaudit.models.cnn import CNN, CNNConfig
-from paramaudit.models.mlp import ACTIVATIONS, MLP, MLPConfig
+from paramaudit.models.common import ACTIVATIONS
+from paramaudit.models.mlp import MLP, MLPConfig
 
 
 def n_params(model: nn.Module) -> int:

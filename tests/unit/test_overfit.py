@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from paramaudit.config import AuditConfig
+from paramaudit.config import OverfitConfig
 from paramaudit.overfit import Curves, Reason, Verdict, assess, divergence, worst
 
-CFG = AuditConfig()
+CFG = OverfitConfig()
 
 
 def flat(n: int = 5, *, train_acc: float = 0.90, val_acc: float = 0.90) -> Curves:
@@ -19,7 +19,7 @@ def flat(n: int = 5, *, train_acc: float = 0.90, val_acc: float = 0.90) -> Curve
     return Curves(loss, list(loss), [train_acc] * n, [val_acc] * n)
 
 
-def run(curves: Curves, cfg: AuditConfig = CFG, **kw: object) -> Verdict:
+def run(curves: Curves, cfg: OverfitConfig = CFG, **kw: object) -> Verdict:
     kw.setdefault("params_trainable", 1_000)
     kw.setdefault("n_train", 1_000)
     return assess(curves, cfg, **kw)  # type: ignore[arg-type]
@@ -109,8 +109,8 @@ def test_gap_read_at_best_epoch_by_default() -> None:
 def test_loss_ratio_only_when_set() -> None:
     c = Curves([0.5] * 3, [1.0] * 3, [0.9] * 3, [0.9] * 3)  # ratio 2.0
     assert run(c).verdict == "ok"
-    below = run(c, AuditConfig(max_loss_ratio=2.01))
-    above = run(c, AuditConfig(max_loss_ratio=1.99))
+    below = run(c, OverfitConfig(max_loss_ratio=2.01))
+    above = run(c, OverfitConfig(max_loss_ratio=1.99))
     assert "loss_ratio" not in rules(below)
     assert rules(above)["loss_ratio"] == "overfit"
     assert "= 2.00 > max_loss_ratio 1.99" in above.reasons[0].message
@@ -118,7 +118,7 @@ def test_loss_ratio_only_when_set() -> None:
 
 def test_loss_ratio_zero_train_loss_is_infinite() -> None:
     c = Curves([0.0] * 2, [0.3] * 2, [1.0] * 2, [1.0] * 2)
-    v = run(c, AuditConfig(max_loss_ratio=3.0))
+    v = run(c, OverfitConfig(max_loss_ratio=3.0))
     assert rules(v)["loss_ratio"] == "overfit"
     assert v.details()[0]["numbers"]["ratio"] is None  # inf made JSON-safe
 
@@ -191,7 +191,7 @@ def test_divergence_in_verdict_is_overfit() -> None:
     v = run(Curves(train, val, [0.9] * n, [0.9] * n))
     assert rules(v) == {"divergence": "overfit"}
     assert v.verdict == "overfit"
-    k4 = run(Curves(train, val, [0.9] * n, [0.9] * n), AuditConfig(divergence_epochs=4))
+    k4 = run(Curves(train, val, [0.9] * n, [0.9] * n), OverfitConfig(divergence_epochs=4))
     assert k4.verdict == "ok"
 
 
@@ -232,7 +232,7 @@ def test_capacity_with_gap_is_overfit() -> None:
 
 def test_capacity_with_loss_ratio_is_overfit() -> None:
     c = Curves([0.5] * 3, [1.0] * 3, [0.9] * 3, [0.9] * 3)
-    v = run(c, AuditConfig(max_loss_ratio=1.5), params_trainable=500_000, n_train=1_000)
+    v = run(c, OverfitConfig(max_loss_ratio=1.5), params_trainable=500_000, n_train=1_000)
     assert rules(v) == {"loss_ratio": "overfit", "capacity": "overfit"}
 
 
@@ -278,7 +278,7 @@ def test_all_nan_val_loss_still_gives_a_verdict() -> None:
 
 def test_single_epoch() -> None:
     c = Curves([0.5], [0.9], [1.0], [1.0])
-    assert run(c, AuditConfig(divergence_epochs=1)).verdict == "ok"
+    assert run(c, OverfitConfig(divergence_epochs=1)).verdict == "ok"
 
 
 def test_bad_inputs_raise() -> None:
@@ -298,6 +298,6 @@ def test_divergence_after_restored_best_weights_only_warns() -> None:
     train, val = diverging(3)
     n = len(val)
     curves = Curves(train, val, [0.9] * n, [0.9] * n)
-    v = assess(curves, AuditConfig(), params_trainable=10, n_train=100, restored_best=True)
+    v = assess(curves, OverfitConfig(), params_trainable=10, n_train=100, restored_best=True)
     assert rules(v) == {"divergence": "warn"}
     assert "restored by early stopping" in v.reasons[0].message

@@ -811,7 +811,7 @@ def test_parent_run_error_tag_is_redacted(tracker: Tracker, clean_env: pytest.Mo
 
 
 def test_trial_error_is_redacted(tmp_path: Path) -> None:
-    from paramaudit.tuning import trial_error
+    from paramaudit.search.trial_log import trial_error
 
     error_file = tmp_path / "error.txt"
     error_file.write_text(f"Traceback ...\nRuntimeError: cannot log to "

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from paramaudit.config import DataConfig, PreprocessConfig
-from paramaudit.data import preprocess
+from paramaudit.config import DataConfig, PipelineConfig
+from paramaudit.data import load_and_split
 from paramaudit.models import build_model
 from paramaudit.overfit import divergence
 from paramaudit.training import (
@@ -311,7 +311,7 @@ def test_different_seed_different_history() -> None:
 
 @pytest.fixture(scope="module")
 def iris_splits():
-    return preprocess(DataConfig(dataset="iris"), PreprocessConfig(), seed=0)
+    return load_and_split(PipelineConfig(data=DataConfig(dataset="iris")))
 
 
 def test_train_best_returns_test_metrics(iris_splits) -> None:
@@ -342,7 +342,7 @@ def test_train_best_is_deterministic(iris_splits) -> None:
 
 
 def test_train_best_cnn_on_digits() -> None:
-    splits = preprocess(DataConfig(dataset="digits", max_rows=400), PreprocessConfig(), seed=0)
+    splits = load_and_split(PipelineConfig(data=DataConfig(dataset="digits", max_rows=400)))
     final = train_best(splits, "cnn", {"channels": 8, "learning_rate": 0.01, "batch_size": 32},
                        max_epochs=2, patience=2, seed=0)
     assert len(final.history.val_loss) == 2

@@ -1,0 +1,58 @@
+"""The one place paramaudit reaches into Prefect's internals, and why no public API serves.
+
+Each use names the Prefect versions it was written and tested for (``TESTED``); on another
+version ``check_version`` says so once, and each patch checks that what it replaces is still
+there before it touches it (tests/unit/test_prefect_internals.py fails when it is not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from importlib.metadata import version
+
+TESTED = ((3, 4), (4, 0))  # from 3.4 up to, not including, 4.0
+_warned: list[bool] = []
+
+
+def _release() -> tuple[int, int]:
+    major, minor = version("prefect").split(".")[:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+
+def check_version() -> bool:
+    """True on a Prefect release these patches were tested with; else warn once and say False."""
+    low, high = TESTED
+    ok = low <= _release() < high
+    if not ok and not _warned:
+        _warned.append(True)
+        warnings.warn(f"paramaudit was tested with Prefect >= {low[0]}.{low[1]}, < {high[0]}.{high[1]}, "
+                      f"not {version('prefect')}: Ctrl-C and SIGTERM may be handled by Prefect "
+                      "instead", RuntimeWarning, stacklevel=2)
+    return ok
+
+
+@contextlib.contextmanager
+def sigterm_left_to_caller() -> Iterator[bool]:
+    """While a flow runs in this process: Prefect's flow engine does not take SIGTERM over.
+
+    Prefect's engine puts a handler on SIGTERM for the whole flow run that raises its
+    TerminationSignal wherever the main thread is (inside an import, or inside the cleanup of a
+    first stop: a second SIGTERM then leaves MLflow runs RUNNING), and re-sends the signal after
+    its crash handling. The CLI handles SIGTERM itself (paramaudit.stopping), and Prefect's
+    engine marks the flow run Crashed on the KeyboardInterrupt that raises, as it does on Ctrl-C.
+    Prefect has no setting for it: ``prefect.flow_engine.capture_sigterm`` is held back for the
+    flow run. Yields whether it was (not on an untested release, or where the name is gone).
+    """
+    from prefect import flow_engine
+
+    original = getattr(flow_engine, "capture_sigterm", None)
+    if original is None or not check_version():
+        yield False
+        return
+    flow_engine.capture_sigterm = contextlib.nullcontext  # type: ignore[attr-defined]
+    try:
+        yield True
+    finally:
+        flow_engine.capture_sigterm = original  # type: ignore[attr-defined]

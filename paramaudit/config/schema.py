@@ -1,0 +1,258 @@
+"""The typed configuration: pydantic models of every section, validated once at the edge.
+
+The YAML keys are these models' fields (``audit:`` holds :class:`OverfitConfig`); values in
+``search.space`` are checked against the hyperparameters training and the models declare
+(:mod:`paramaudit.config.space`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from paramaudit.config.bounds import MAX_EPOCHS, MAX_TRIALS, check_config_size
+from paramaudit.config.space import DEFAULT_SPACE, check_space
+from paramaudit.config.validators import boolean, choice_or_value, one_of, pca
+
+BUILTIN_DATASETS = ("digits", "iris", "wine", "breast_cancer")
+SCALERS = ("standard", "minmax", "robust", "none")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the data comes from and how it is split."""
+
+    dataset: str | None = "digits"
+    path: Path | None = None
+    target: str | None = None
+    val_size: float = Field(0.2, gt=0, lt=1)
+    test_size: float = Field(0.2, gt=0, lt=1)
+    max_rows: int | None = Field(None, ge=10, le=10**12,
+                                 description="subsample to at most this many rows")
+    categorical: Literal["error", "onehot"] = "error"
+    image_shape: list[int] | None = Field(
+        None, description="declare CSV features as images: [channels, height, width]")
+
+    @field_validator("image_shape")
+    @classmethod
+    def _image(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (len(v) != 3 or any(not 1 <= d <= 65_536 for d in v)):
+            raise ValueError("image_shape is [channels, height, width], each from 1 to 65,536")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_replaces_dataset(cls, values: Any) -> Any:
+        # `path:` alone means a file, so the built-in default must not also apply
+        if isinstance(values, dict) and values.get("path") is not None:
+            values = {**values}
+            values.setdefault("dataset", None)
+        return values
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, name: str | None) -> str | None:
+        return None if name is None else one_of(BUILTIN_DATASETS)(name)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if self.path is not None and self.dataset is not None:
+            raise ValueError("give either dataset or path, not both")
+        if self.path is None and self.dataset is None:
+            raise ValueError("give a dataset name or a path")
+        if self.path is not None and not self.target:
+            raise ValueError("a data path needs a target column (target: NAME or --target)")
+        if self.dataset is not None and self.target:
+            raise ValueError(
+                f"target names a column of a data file (path); the built-in data set "
+                f"{self.dataset!r} has its own labels: drop target or give path"
+            )
+        if self.val_size + self.test_size >= 0.9:
+            raise ValueError("val_size + test_size must leave at least 10% for training")
+        return self
+
+
+class PreprocessConfig(_Strict):
+    """How features are prepared before training; each choice can be searched like a hyperparameter."""
+
+    scaler: Any = "standard"
+    pca_components: Any = None
+    augment: Any = False
+
+    @field_validator("scaler")
+    @classmethod
+    def _scaler(cls, v: Any) -> Any:
+        return choice_or_value(v, one_of(SCALERS), "scaler")
+
+    @field_validator("pca_components")
+    @classmethod
+    def _pca_components(cls, v: Any) -> Any:
+        return choice_or_value(v, pca, "pca_components")
+
+    @field_validator("augment")
+    @classmethod
+    def _augment(cls, v: Any) -> Any:
+        return choice_or_value(v, boolean, "augment")
+
+    def searched(self) -> dict[str, list[Any]]:
+        """The preprocessing choices the search varies, by name."""
+        return {k: v["choice"] for k in ("scaler", "pca_components", "augment")
+                if isinstance(v := getattr(self, k), dict)}
+
+    def fixed(self) -> dict[str, Any]:
+        """The preprocessing choices that are fixed."""
+        return {k: v for k in ("scaler", "pca_components", "augment")
+                if not isinstance(v := getattr(self, k), dict)}
+
+
+class SearchConfig(_Strict):
+    """The hyperparameter search: algorithm, budget, scheduler and space."""
+
+    algorithm: Literal["random", "grid", "bayes"] = "random"
+    trials: int = Field(16, ge=1, le=MAX_TRIALS)
+    scheduler: Literal["asha", "none"] = "asha"
+    grace_period: int = Field(3, ge=1, le=MAX_EPOCHS)
+    reduction_factor: int = Field(3, ge=2, le=1_000)
+    max_concurrent: int | None = Field(None, ge=1, le=MAX_TRIALS)
+    metric: Literal["val_loss", "val_accuracy"] = "val_loss"
+    max_params: int | None = Field(None, ge=1, le=10**15)
+    max_params_per_sample: float | None = Field(None, gt=0)
+    cv_folds: int | None = Field(None, ge=2, le=20, description="k-fold cross-validation per trial")
+    space: dict[str, Any] = Field(default_factory=lambda: copy.deepcopy(DEFAULT_SPACE))
+
+    @field_validator("space")
+    @classmethod
+    def _check_space(cls, space: dict[str, Any]) -> dict[str, Any]:
+        return check_space(space)
+
+    @model_validator(mode="after")
+    def _grid_is_discrete(self) -> SearchConfig:
+        if self.algorithm == "grid":
+            for name, value in self.space.items():
+                if isinstance(value, dict) and next(iter(value)) != "choice":
+                    raise ValueError(
+                        f"grid search needs a list of values for {name!r}, "
+                        f"not a continuous range ({next(iter(value))})"
+                    )
+        return self
+
+    def sampled(self) -> list[str]:
+        """Names of the hyperparameters the search varies."""
+        return [k for k, v in self.space.items() if isinstance(v, dict)]
+
+
+class TrainConfig(_Strict):
+    """Training budget for trials and for the final model."""
+
+    max_epochs: int = Field(30, ge=1, le=MAX_EPOCHS)
+    patience: int = Field(5, ge=1, le=MAX_EPOCHS)
+
+
+class OverfitConfig(_Strict):
+    """Thresholds of the overfitting rules and the quality gate."""
+
+    max_gap: float = Field(0.05, ge=0, description="train accuracy - val accuracy")
+    max_loss_ratio: float | None = Field(None, gt=1, description="val loss / train loss")
+    divergence_tolerance: float = Field(0.10, ge=0, description="relative rise above min val loss")
+    divergence_epochs: int = Field(3, ge=1, le=MAX_EPOCHS)
+    max_selection_optimism: float = Field(0.03, ge=0, description="val accuracy - test accuracy")
+    max_params_per_sample: float = Field(100.0, gt=0)
+    max_fold_spread: float = Field(0.05, ge=0)
+    fail_on_overfit: bool = False
+    register_on_warn: bool = True
+
+
+class TrackingConfig(_Strict):
+    """Where MLflow writes. None means MLFLOW_TRACKING_URI, then sqlite:///mlflow.db."""
+
+    tracking_uri: str | None = None
+    artifact_location: str | None = None
+    registered_model_name: str | None = None
+    log_model: bool = True
+
+
+class RayConfig(_Strict):
+    """Ray: an existing cluster's address, or the size of the local instance."""
+
+    address: str | None = None
+    num_cpus: int | None = Field(None, ge=1, le=4_096)
+    object_store_memory: int | None = Field(None, ge=78_643_200, le=1 << 42)  # 75 MiB to 4 TiB
+
+
+class PipelineConfig(_Strict):
+    """The whole pipeline, as validated once at the edge and passed around typed."""
+
+    experiment: str = Field("paramaudit", min_length=1, max_length=500)  # MLflow's own limit
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy and scikit-learn take 0..2**32-1")
+    smoke: bool = False
+    model: Any = "mlp"
+    data: DataConfig = Field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    audit: OverfitConfig = Field(default_factory=OverfitConfig)  # YAML key `audit:`
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded_input(cls, values: Any, info: ValidationInfo) -> Any:
+        # Prefect's flow parameters come here without build_config, which measured already
+        if isinstance(values, Mapping) and not (info.context or {}).get("measured"):
+            check_config_size(values)
+        return values
+
+    @model_validator(mode="after")
+    def _bounded_grid(self) -> PipelineConfig:
+        if self.search.algorithm != "grid":
+            return self
+        # what search.planned_trials will compute: trials x the size of every searched choice
+        sizes = {name: len(value["choice"]) for name, value in self.search.space.items()
+                 if isinstance(value, dict) and "choice" in value}
+        if isinstance(self.model, dict):
+            sizes["model"] = len(self.model["choice"])
+        sizes.update({k: len(v) for k, v in self.preprocess.searched().items()})
+        grid = math.prod(max(1, n) for n in sizes.values())
+        planned = self.search.trials * grid
+        if planned > MAX_TRIALS:
+            factors = " x ".join(f"{n:,} {name}" for name, n in
+                                 sorted(sizes.items(), key=lambda kv: -kv[1])[:4] if n > 1)
+            raise ValueError(
+                f"search: this grid search plans {planned:,} trials (search.trials "
+                f"{self.search.trials:,} x {grid:,} combinations: {factors}"
+                f"{' x ...' if len(sizes) > 4 else ''}), more than {MAX_TRIALS:,}; give fewer "
+                f"choices or a lower search.trials, or use algorithm: random with at most "
+                f"{MAX_TRIALS:,} trials"
+            )
+        return self
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, name: Any) -> Any:
+        # imported here: the registry imports torch, which importing the config does not
+        from paramaudit.models import MODELS
+
+        return choice_or_value(name, one_of(tuple(sorted(MODELS))), "model")
+
+    def model_choices(self) -> list[str]:
+        """Every model the run may build."""
+        return list(self.model["choice"]) if isinstance(self.model, dict) else [self.model]
+
+    def effective(self) -> PipelineConfig:
+        """The config as it runs: smoke mode shrinks trials and epochs to the minimum."""
+        if not self.smoke:
+            return self
+        cfg = self.model_copy(deep=True)
+        cfg.search.trials = min(cfg.search.trials, 2)
+        cfg.search.grace_period = 1
+        cfg.train.max_epochs = min(cfg.train.max_epochs, 2)
+        cfg.train.patience = min(cfg.train.patience, 2)
+        return cfg

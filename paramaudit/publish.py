@@ -1,0 +1,341 @@
+"""Step 5, publish: the parent run's params, metrics, tags and artifacts, the registry, the summary.
+
+``publish`` returns a ``Publication``: the run's summary (the ``--output-json`` contract and the
+flow's return value) and, apart from it, the views the Prefect layer turns into artifacts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from paramaudit import audit as audit_lib
+from paramaudit import capacity, report
+from paramaudit.config import PipelineConfig
+from paramaudit.data import Splits
+from paramaudit.overfit import Verdict
+from paramaudit.pipeline import AuditResult
+from paramaudit.progress import say
+from paramaudit.runreport import (
+    capacity_markdown,
+    importance_markdown,
+    markdown_summary,
+    plot_learning_curves,
+)
+from paramaudit.runs import run_name
+from paramaudit.search import SearchOutcome, metric_mode, trial_table
+from paramaudit.spec import load_spec
+from paramaudit.tracking import Tracker, is_local_store, scratch_dir, without_userinfo
+from paramaudit.training import FinalModel
+
+
+@dataclass
+class Publication:
+    """What publishing produced: the summary, and the report's views for Prefect's artifacts."""
+
+    summary: dict[str, Any]
+    report_markdown: str
+    capacity_rows: list[dict[str, Any]] = field(default_factory=list)
+    importance_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Counts:
+    total: int
+    finished: int
+    failed: int
+    skipped: int
+
+    @classmethod
+    def of(cls, outcome: SearchOutcome) -> _Counts:
+        status = [t.status for t in outcome.records]
+        return cls(len(status), status.count("TERMINATED"), status.count("ERROR"),
+                   status.count("SKIPPED"))
+
+
+def mlflow_ui_hint(tracker: Tracker, parent_id: str) -> tuple[str, str | None]:
+    """The command that opens the MLflow UI on this run, and the run's URL in it."""
+    if is_local_store(tracker.uri):
+        port = 5000
+        cmd = (f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri "
+               f"{tracker.uri} --host 127.0.0.1 --port {port}   (or: make ui)")
+        base = f"http://127.0.0.1:{port}"
+    else:
+        # a link a browser can open: the password stays out, the browser asks for it
+        base = without_userinfo(tracker.uri).rstrip("/")
+        cmd = f"open {base}"
+    url = f"{base}/#/experiments/{tracker.experiment_id}/runs/{parent_id}"
+    return cmd, url
+
+
+def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Splits,
+            outcome: SearchOutcome, final: FinalModel, result: AuditResult,
+            flow_run_id: str | None) -> Publication:
+    """Step 5: the parent run's params, metrics, tags and artifacts; the registry gate."""
+    counts = _Counts.of(outcome)
+    # hyperparameters are MLflow params; learned-parameter counts are metrics
+    tracker.log_params(parent_id, final.hyperparameters)
+    _log_metrics(tracker, parent_id, splits, outcome, final, result, counts)
+    _log_tags(tracker, parent_id, cfg, outcome, final, result)
+    chosen = next((str(t.number) for t in outcome.records if t.trial_id == outcome.best_trial_id),
+                  None)
+    cap_rows = capacity.summary_table(result.capacity_points, chosen)
+    onset = capacity.gap_onset(result.capacity_points)
+    if onset:
+        tracker.set_tags(parent_id, {"capacity_gap_onset": onset["message"]})
+    ui_cmd, ui_url = mlflow_ui_hint(tracker, parent_id)
+    imp_rows = importance_rows(result.importance) if result.importance is not None else []
+    md = _report_markdown(cfg, splits, final, result, counts, parent_id, ui_url, cap_rows,
+                          onset, imp_rows)
+    _log_artifacts(tracker, parent_id, outcome, final, result, md, chosen, cap_rows, splits.name)
+    registered = None
+    if cfg.tracking.log_model:
+        registered = register(tracker, parent_id, cfg, final, result.verdict, final.example)
+    say(f"[5/6] publish: MLflow run {parent_id} has the hyperparameters, metrics, "
+        f"audit and plots")
+    summary = run_summary(parent_id, cfg, outcome, final, result, flow_run_id)
+    summary.update(registered_model=registered, mlflow_ui={"command": ui_cmd, "url": ui_url})
+    # NaN is not JSON: a failed or skipped trial's losses travel as null
+    finite_rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                    for k, v in row.items()} for row in cap_rows]
+    return Publication(summary, md, finite_rows, imp_rows)
+
+
+def _log_metrics(tracker: Tracker, parent_id: str, splits: Splits, outcome: SearchOutcome,
+                 final: FinalModel, result: AuditResult, counts: _Counts) -> None:
+    rep, h = result.report, final.history
+    best, n_train = h.best_epoch, len(splits.y_train)
+    metrics = {
+        "test_accuracy": final.test_accuracy, "test_loss": final.test_loss,
+        **audit_metrics(rep), "params_per_train_sample": rep.trainable_params / n_train,
+        "best_epoch": best + 1, "epochs_trained": len(h.val_loss),
+        "val_loss": h.val_loss[best], "val_accuracy": h.val_accuracy[best],
+        "train_loss": h.train_loss[best], "train_accuracy": h.train_accuracy[best],
+        "search_best_score": outcome.best_score, "trials_total": len(outcome.records),
+        "trials_finished": counts.finished, "trials_failed": counts.failed,
+        "trials_skipped": counts.skipped, "search_seconds": outcome.seconds, "n_train": n_train,
+    }
+    if result.pca:
+        metrics.update(first_layer_params=result.pca["params_with_pca"],
+                       first_layer_params_without_pca=result.pca["params_without_pca"])
+        tracker.set_tags(parent_id, {"pca_effect": result.pca["message"]})
+    tracker.log_metrics(parent_id, metrics)
+    for epoch in range(len(h.val_loss)):
+        tracker.log_metrics(parent_id, {
+            "curve_train_loss": h.train_loss[epoch], "curve_val_loss": h.val_loss[epoch],
+            "curve_train_accuracy": h.train_accuracy[epoch],
+            "curve_val_accuracy": h.val_accuracy[epoch]}, step=epoch + 1)
+
+
+def _log_tags(tracker: Tracker, parent_id: str, cfg: PipelineConfig, outcome: SearchOutcome,
+              final: FinalModel, result: AuditResult) -> None:
+    verdict, rep = result.verdict, result.report
+    tracker.set_tags(parent_id, {
+        "overfit_verdict": verdict.verdict, "overfit_reasons": verdict.tag_text(),
+        "best_trial_id": outcome.best_trial_id,
+        "final_model_source": final.source,
+        # the run's description in the MLflow UI
+        "mlflow.note.content": (
+            f"Overfitting verdict **{verdict.verdict}**; test accuracy "
+            f"{final.test_accuracy:.4f}; {rep.trainable_params:,} trainable parameters; "
+            f"{len(outcome.records)} trials ({cfg.search.algorithm} search). "
+            + ("; ".join(verdict.to_dict()["reasons"]) or "No overfitting rule fired.")),
+    })
+
+
+def _report_markdown(cfg: PipelineConfig, splits: Splits, final: FinalModel, result: AuditResult,
+                     counts: _Counts, parent_id: str, ui_url: str | None,
+                     cap_rows: list[dict[str, Any]], onset: dict[str, Any] | None,
+                     imp_rows: list[dict[str, Any]]) -> str:
+    rep = result.report
+    encoded = (getattr(splits, "encoding", None) or {}).get("encoded_columns")
+    return markdown_summary(
+        title=f"paramaudit: {run_name(cfg)}",
+        data={"data set": splits.name, **splits.sizes(), "features": splits.n_features,
+              "classes": splits.n_classes,
+              **({"encoded categorical columns": encoded} if encoded else {}),
+              **preprocessing_summary(final.preprocessing)},
+        hyperparameters=final.hyperparameters, sampled=cfg.search.sampled(),
+        test_metrics={"accuracy": final.test_accuracy, "loss": final.test_loss},
+        params={"params_total": rep.total_params, "params_trainable": rep.trainable_params,
+                **({"pca": result.pca["message"]} if result.pca else {})},
+        verdict=result.verdict.to_dict(),
+        trials={"total": counts.total, "finished": counts.finished, "failed": counts.failed,
+                "skipped": counts.skipped},
+        mlflow_run_id=parent_id, mlflow_link=ui_url, audit_markdown=report.render(rep, "markdown"),
+        capacity_markdown=capacity_markdown(cap_rows, onset),
+        importance_markdown=importance_markdown(imp_rows, result.importance_note),
+    )
+
+
+def _log_artifacts(tracker: Tracker, parent_id: str, outcome: SearchOutcome, final: FinalModel,
+                   result: AuditResult, md: str, chosen: str | None,
+                   cap_rows: list[dict[str, Any]], data_name: str) -> None:
+    """report/, plots/, model_weights/ and audit/ on the parent run."""
+    h, verdict = final.history, result.verdict
+    with scratch_dir() as tmp:
+        d = Path(tmp)
+        log_audit(tracker, parent_id, result.report)
+        (d / "report.md").write_text(md)
+        (d / "overfit_verdict.json").write_text(json.dumps(
+            {"verdict": verdict.verdict, "reasons": verdict.details()}, indent=2))
+        pd.DataFrame(trial_table(outcome.records)).to_csv(d / "trials.csv", index=False)
+        (d / "history.json").write_text(json.dumps(h.to_dict(), indent=2))
+        # the learned parameters alone, loadable without unpickling code (safetensors)
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().contiguous() for k, v in final.model.state_dict().items()},
+                  str(d / "weights.safetensors"))
+        tracker.log_file(parent_id, d / "weights.safetensors", "model_weights")
+        plot_learning_curves(h, d / "learning_curves.png",
+                             title=f"Final model on {data_name}: learning curves")
+        if result.importance is not None:
+            _importance_artifacts(tracker, parent_id, outcome, result, d)
+        if result.capacity_points:
+            capacity.plot_capacity(result.capacity_points, chosen, d / "capacity.png")
+            pd.DataFrame(cap_rows).to_csv(d / "capacity.csv", index=False)
+        for p in sorted(d.glob("*.png")):
+            tracker.log_file(parent_id, p, "plots")
+        for name in ("report.md", "overfit_verdict.json", "trials.csv", "history.json",
+                     "capacity.csv"):
+            if (d / name).exists():
+                tracker.log_file(parent_id, d / name, "report")
+
+
+def _importance_artifacts(tracker: Tracker, parent_id: str, outcome: SearchOutcome,
+                          result: AuditResult, d: Path) -> None:
+    from paramaudit import importance
+
+    assert result.importance is not None
+    result.importance.to_csv(d / "hyperparameter_importance.csv", index=False)
+    try:
+        trials_df = pd.DataFrame([
+            {**{k: t.hyperparameters.get(k) for k in result.importance["hyperparameter"]},
+             "val_score": t.best(outcome.metric, metric_mode(outcome.metric))}
+            for t in outcome.records if t.status == "TERMINATED"])
+        importance.plot_importance(trials_df, result.importance,
+                                   d / "hyperparameter_importance.png", score="val_score")
+    except ValueError as err:
+        say(f"  importance plot skipped: {err}")
+    tracker.log_file(parent_id, d / "hyperparameter_importance.csv", "report")
+
+
+def run_summary(parent_id: str, cfg: PipelineConfig, outcome: SearchOutcome, final: FinalModel,
+                result: AuditResult, flow_run_id: str | None) -> dict[str, Any]:
+    """The run's summary: what --output-json writes and the flow returns."""
+    rep, h = result.report, final.history
+    return {
+        "mlflow_run_id": parent_id,
+        "experiment": cfg.experiment,
+        "best_hyperparameters": final.hyperparameters,
+        "test_metrics": {"accuracy": final.test_accuracy, "loss": final.test_loss},
+        "params_total": rep.total_params,
+        "params_trainable": rep.trainable_params,
+        "overfit": result.verdict.to_dict(),
+        "trials": len(outcome.records),
+        "trial_results": [
+            {"trial": t.number, "status": t.status, "params_trainable": t.params_trainable,
+             "best_val_loss": t.best("val_loss", "min"),
+             "best_val_accuracy": t.best("val_accuracy", "max"),
+             "epochs": len(t.history["val_loss"]), "node_id": t.node_id,
+             "worker_pid": t.worker_pid,
+             "hyperparameters": t.hyperparameters}
+            for t in outcome.records
+        ],
+        "prefect_flow_run_id": flow_run_id,
+        "final_model": {"source": final.source, "epochs": len(h.val_loss),
+                        "best_epoch": h.best_epoch + 1, "stopped_by": h.stopped_by},
+    }
+
+
+def preprocessing_summary(described: dict[str, Any]) -> dict[str, Any]:
+    """The fitted preprocessing in words a reader of the report knows."""
+    names = {"scaler": "scaler (fitted on train)", "pca_components": "PCA components",
+             "explained_variance": "variance kept by PCA", "n_in": "features in",
+             "n_out": "inputs to the model"}
+    return {label: described[key] for key, label in names.items()
+            if described.get(key) is not None}
+
+
+def importance_rows(ranking: pd.DataFrame) -> list[dict[str, Any]]:
+    """The hyperparameter ranking as JSON-ready rows."""
+    from paramaudit import importance
+
+    return importance.importance_table(ranking)
+
+
+def log_audit(tracker: Tracker, run_id: str, rep: audit_lib.AuditReport) -> None:
+    """The per-layer audit as MLflow artifacts: JSON, CSV, markdown and a bar chart."""
+    with scratch_dir() as tmp:
+        d = Path(tmp)
+        (d / "parameter_audit.json").write_text(json.dumps(rep.to_dict(), indent=2))
+        report.layers_dataframe(rep).to_csv(d / "parameter_audit.csv", index=False)
+        (d / "parameter_audit.md").write_text(report.render(rep, "markdown"))
+        report.plot_layers(rep, d / "parameters_per_layer.png")
+        for p in sorted(d.iterdir()):
+            tracker.log_file(run_id, p, "audit")
+
+
+def audit_metrics(rep: audit_lib.AuditReport) -> dict[str, float]:
+    """Learned-parameter counts of an audit, as MLflow metrics."""
+    mem = rep.training_memory_bytes.get(rep.optimizer or "adam", {})
+    return {
+        "params_total": rep.total_params, "params_trainable": rep.trainable_params,
+        "params_frozen": rep.frozen_params, "buffer_elements": rep.buffer_elements,
+        "params_bytes": rep.bytes, "params_embedding": rep.embedding_params,
+        "params_non_embedding": rep.non_embedding_params,
+        **{f"training_memory_{k}_bytes": v for k, v in mem.items()},
+    }
+
+
+def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: FinalModel,
+             verdict: Verdict, example: Any) -> dict[str, Any]:
+    """Log the model and register it; only a model that passed the gate gets the champion alias."""
+    name = cfg.tracking.registered_model_name or cfg.experiment
+    # publish may be retried: a version this run already registered is reused, not duplicated
+    mine = [v for v in tracker.client.search_model_versions(f"name = '{name}'")
+            if v.run_id == parent_id]
+    if mine:
+        version = mine[0].version
+    else:
+        info = tracker.log_model(parent_id, final.model, example, registered_name=name)
+        version = getattr(info, "registered_model_version", None)
+    passed = verdict.verdict == "ok" or (verdict.verdict == "warn" and cfg.audit.register_on_warn)
+    out: dict[str, Any] = {"name": name, "version": version, "champion": False}
+    if version is not None:
+        tracker.client.set_model_version_tag(name, str(version), "overfit_verdict",
+                                             verdict.verdict)
+        if passed:
+            tracker.client.set_registered_model_alias(name, "champion", str(version))
+            out["champion"] = True
+        else:
+            tracker.client.set_model_version_tag(name, str(version), "gate", "failed: overfit")
+    tracker.set_tags(parent_id, {"registry_gate": "champion" if out["champion"] else "not promoted"})
+    return out
+
+
+def audit_spec(spec: str, meta: bool = False, optimizer: str = "adam") -> audit_lib.AuditReport:
+    """Build a model from a SPEC (optionally on the meta device) and audit it."""
+    return audit_lib.audit_model(load_spec(spec, meta=meta), optimizer=optimizer)
+
+
+def publish_standalone_audit(tracker: Tracker, spec: str, meta: bool, rep: audit_lib.AuditReport,
+                             flow_run_id: str | None) -> str:
+    """An audit-only MLflow run: the SPEC as params, counts as metrics, the audit as artifacts."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    tags = {"paramaudit.kind": "audit", "spec": spec}
+    if flow_run_id:
+        tags["prefect_flow_run_id"] = flow_run_id
+    with tracker.parent_run(f"audit {spec}{' (meta)' if meta else ''} {stamp}", tags) as run_id:
+        tracker.log_params(run_id, {"setting.spec": spec, "setting.meta": meta,
+                                    "setting.optimizer": rep.optimizer or "adam"})
+        tracker.log_metrics(run_id, audit_metrics(rep))
+        log_audit(tracker, run_id, rep)
+    say(f"audit: {spec}: {rep.total_params:,} learned parameters; MLflow run {run_id}")
+    return run_id

@@ -1,0 +1,160 @@
+"""One trial, as Ray Tune runs it inside a Ray worker: its data, its budget check, its training.
+
+Ray's idle workers import this module before any trial starts (ray_runtime.WORKER_PRELOAD);
+torch and the training loop are imported inside the functions, so that the driver's own import
+of the search does not pay for them.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from paramaudit.config import SearchConfig, resolve_hyperparameters
+from paramaudit.search.space import PREPROCESSING_KEYS
+
+Pair = tuple[tuple[Any, Any], tuple[Any, Any]]  # ((x_train, y_train), (x_val, y_val))
+
+
+def count_trainable_params(model_name: str, input_shape: tuple[int, ...], n_classes: int,
+                           hp: Mapping[str, Any]) -> int:
+    """Trainable parameters of a configuration, counted on the meta device (no memory)."""
+    import torch
+
+    from paramaudit.models import build_model
+
+    with torch.device("meta"):
+        model = build_model(model_name, input_shape, n_classes, **hp)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def over_budget(n_params: int, n_train: int, search: SearchConfig) -> str | None:
+    """Why a configuration is too large for the parameter budget, or None."""
+    if search.max_params is not None and n_params > search.max_params:
+        return f"{n_params:,} trainable parameters > search.max_params {search.max_params:,}"
+    per = n_params / max(n_train, 1)
+    if search.max_params_per_sample is not None and per > search.max_params_per_sample:
+        return (f"{per:.1f} trainable parameters per training sample > "
+                f"search.max_params_per_sample {search.max_params_per_sample:g}")
+    return None
+
+
+def trial_data(config: Mapping[str, Any], data: Mapping[str, Any], settings: Mapping[str, Any],
+               ) -> tuple[list[Pair], tuple[int, ...]]:
+    """The (train, val) pairs one trial trains on: one pair, or k folds with k-fold on.
+
+    Preprocessing is refitted on each training part when the search varies it or k-fold is on,
+    so no statistic of a val row ever reaches the scaler or PCA that transforms it.
+    """
+    import numpy as np
+
+    pre = {**settings["preprocess"], **{k: config[k] for k in PREPROCESSING_KEYS if k in config}}
+    shape = tuple(data["input_shape"])
+    folds = settings.get("cv_folds")
+    refit = folds or any(k in config for k in ("scaler", "pca_components"))
+    if not refit:
+        return [((data["x_train"], data["y_train"]), (data["x_val"], data["y_val"]))], shape
+    from paramaudit.data import fit_preprocessor
+
+    def prepared(x_fit: Any, y_fit: Any, x_val: Any, y_val: Any) -> Pair:
+        prep = fit_preprocessor(x_fit, pre["scaler"], pre.get("pca_components"), settings["seed"])
+        return (prep.transform(x_fit), y_fit), (prep.transform(x_val), y_val)
+
+    if not folds:
+        pairs = [prepared(data["raw_train"], data["y_train"], data["raw_val"], data["y_val"])]
+    else:
+        from sklearn.model_selection import StratifiedKFold
+
+        x_all = np.concatenate([data["raw_train"], data["raw_val"]])
+        y_all = np.concatenate([data["y_train"], data["y_val"]])
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=settings["seed"])
+        pairs = [prepared(x_all[tr], y_all[tr], x_all[va], y_all[va])
+                 for tr, va in splitter.split(x_all, y_all)]
+    if pre.get("pca_components") is not None:
+        shape = (int(pairs[0][0][0].shape[1]),)  # PCA flattens: the model sees its components
+    return pairs, shape
+
+
+class _EpochReport:
+    """Reports an epoch to Tune with the trial's facts; the last epoch with its best weights."""
+
+    def __init__(self, n_params: int, node: str) -> None:
+        self.n_params, self.node = n_params, node
+        # seconds spent in training and evaluation, apart from Tune's own bookkeeping
+        self.last, self.train_seconds = time.perf_counter(), 0.0
+
+    def __call__(self, epoch: int, metrics: dict[str, float], stop: tuple[str, str] | None = None,
+                 trainer: Any = None) -> None:
+        from ray import tune
+
+        from paramaudit.training import save_best_state
+
+        now = time.perf_counter()
+        self.train_seconds += now - self.last
+        result = {**metrics, "epoch": epoch + 1, "params_trainable": self.n_params, "skipped": 0,
+                  "node_id": self.node, "train_seconds": self.train_seconds}
+        if stop is not None:
+            result.update(stopped_by=stop[0], stop_reason=stop[1])
+        if trainer is None:
+            tune.report(result)
+        else:
+            # the trial's last epoch: its best weights go with it (a Tune checkpoint), so that
+            # the final model can be these weights instead of a retraining that would repeat it
+            with tempfile.TemporaryDirectory(prefix="paramaudit-trial-") as tmp:
+                save_best_state(trainer, Path(tmp))
+                tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+        self.last = time.perf_counter()
+
+
+def trainable(config: dict[str, Any], data: dict[str, Any] | None = None,
+              settings: dict[str, Any] | None = None) -> None:
+    """One trial: build the model its hyperparameters describe, train, report every epoch."""
+    import ray
+    import torch
+    from ray import tune
+
+    from paramaudit.models import build_model
+
+    assert data is not None and settings is not None
+    # one thread per trial: trials run side by side, and oversubscribed BLAS threads thrash
+    torch.set_num_threads(1)
+    node = ray.get_runtime_context().get_node_id()
+    model_name = config.get("model", settings["model"])
+    hp = resolve_hyperparameters(config, model_name)
+    pairs, shape = trial_data(config, data, settings)
+    n_params = count_trainable_params(model_name, shape, data["n_classes"], hp)
+    reason = over_budget(n_params, settings["n_train"], settings["search"])
+    if reason:
+        tune.report({"val_loss": math.inf, "val_accuracy": 0.0, "train_loss": math.inf,
+                     "train_accuracy": 0.0, "params_trainable": n_params, "skipped": 1,
+                     "skip_reason": reason, "epoch": 0, "node_id": node})
+        return
+    augment = config.get("augment", settings["preprocess"].get("augment", False))
+    report = _EpochReport(n_params, node)
+    torch.manual_seed(settings["seed"])
+    _train(lambda: build_model(model_name, shape, data["n_classes"], **hp), hp, pairs, settings,
+           report, augment_shape=shape if augment and len(shape) == 3 else None)
+
+
+def _train(build: Callable[[], Any], hp: dict[str, Any], pairs: list[Pair],
+           settings: Mapping[str, Any], report: _EpochReport,
+           augment_shape: tuple[int, ...] | None) -> None:
+    """Train one model (one pair) or one per fold, reporting every epoch."""
+    from paramaudit.training import EpochTrainer, StopRule, fit_folds, train_epochs
+
+    if len(pairs) == 1:
+        (train, val), = pairs
+        # exactly what training.train_best does for the final model (same loop and StopRule)
+        trainer = EpochTrainer(build(), train, val, hp, seed=settings["seed"],
+                               augment_shape=augment_shape, restore_best=True)
+        rule = StopRule(settings["max_epochs"], settings["patience"], settings["divergence"])
+        for epoch, metrics, stop in train_epochs(trainer, rule):
+            report(epoch, metrics, stop, trainer if stop is not None else None)
+    else:
+        models = [build() for _ in pairs]
+        fit_folds(models, pairs, hp, max_epochs=settings["max_epochs"], seed=settings["seed"],
+                  on_epoch=report, augment_shape=augment_shape)

@@ -1,0 +1,342 @@
+"""The data's columns and classes, and the data against the config (paramaudit.data.checks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from support.tables import colour_frame, csv_cfg, data_error, labelled_frame
+
+from paramaudit.config import DataConfig, PipelineConfig, PreprocessConfig, build_config
+from paramaudit.data.checks import (
+    MAX_CATEGORIES,
+    MAX_CLASSES,
+    check_dataset,
+    check_inputs,
+    check_preprocessing,
+    check_split,
+    load_and_split,
+    load_dataset,
+)
+from paramaudit.data.read import Dataset
+from paramaudit.errors import ConfigError, DataError, UserInputError
+
+# --------------------------------------------------------------------------- the target and the classes
+
+
+def test_header_only(tmp_path: Path) -> None:
+    p = tmp_path / "header.csv"
+    p.write_text("f1,f2,label\n")
+    msg = data_error(csv_cfg(p))
+    assert str(p) in msg and "no rows" in msg
+
+
+def test_unknown_target_suggests(tmp_path: Path) -> None:
+    p = tmp_path / "animals.csv"
+    labelled_frame().to_csv(p, index=False)
+    msg = data_error(csv_cfg(p, target="lable"))
+    assert str(p) in msg and "'lable'" in msg and "did you mean 'label'" in msg
+
+
+def test_target_is_the_only_column(tmp_path: Path) -> None:
+    p = tmp_path / "only.csv"
+    p.write_text("label\n" + "a\nb\n" * 5)
+    assert "feature" in data_error(csv_cfg(p))
+
+
+def test_missing_target_values(tmp_path: Path) -> None:
+    p = tmp_path / "holes.csv"
+    frame = labelled_frame().astype({"label": object})
+    frame.loc[[2, 7], "label"] = None
+    frame.to_csv(p, index=False)
+    msg = data_error(csv_cfg(p))
+    assert str(p) in msg and "'label'" in msg and "2 missing" in msg
+
+
+def test_continuous_target_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "reg.csv"
+    frame = labelled_frame()
+    frame["price"] = np.linspace(1.5, 99.5, len(frame))
+    frame.drop(columns="label").to_csv(p, index=False)
+    msg = data_error(csv_cfg(p, target="price"))
+    assert "'price' has 90 distinct values in 90 rows" in msg and "regression" in msg
+
+
+def test_too_many_classes_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "many.csv"
+    n = (MAX_CLASSES + 1) * 3
+    pd.DataFrame({"a": np.arange(n), "label": np.arange(n) % (MAX_CLASSES + 1)}).to_csv(p, index=False)
+    assert f"{MAX_CLASSES + 1} distinct values" in data_error(csv_cfg(p))
+
+
+def test_one_class(tmp_path: Path) -> None:
+    p = tmp_path / "one.csv"
+    frame = labelled_frame()
+    frame["label"] = "cat"
+    frame.to_csv(p, index=False)
+    msg = data_error(csv_cfg(p))
+    assert str(p) in msg and "one class" in msg
+
+
+def test_class_with_a_single_sample(tmp_path: Path) -> None:
+    p = tmp_path / "single.csv"
+    frame = labelled_frame()
+    frame.loc[0, "label"] = "yak"
+    frame.to_csv(p, index=False)
+    msg = data_error(csv_cfg(p))
+    assert str(p) in msg and "'yak'" in msg and "1 sample" in msg
+
+
+def test_class_with_a_single_sample_and_max_rows(tmp_path: Path) -> None:
+    # load_dataset checks the classes before subsampling: a stratified subsample of a class
+    # with one sample would escape from sklearn as a plain ValueError, not a DataError
+    p = tmp_path / "single.csv"
+    frame = labelled_frame()
+    frame.loc[0, "label"] = "yak"
+    frame.to_csv(p, index=False)
+    msg = data_error(csv_cfg(p, max_rows=60))
+    assert str(p) in msg and "'yak'" in msg
+
+
+def test_check_dataset_accepts_three_per_class() -> None:
+    ds = Dataset(np.zeros((6, 1), np.float32), np.array([0, 0, 0, 1, 1, 1]), ["a"], ["x", "y"], "n", "h")
+    check_dataset(ds)  # no error
+    ds.y = np.array([0, 0, 0, 0, 1, 1])
+    with pytest.raises(DataError):
+        check_dataset(ds)
+
+
+# --------------------------------------------------------------------------- feature columns
+
+
+@pytest.mark.parametrize("bad", ["nan", "", "inf", "-inf"])
+def test_non_finite_features(tmp_path: Path, bad: str) -> None:
+    p = tmp_path / "bad.csv"
+    frame = labelled_frame().astype({"f2": object})
+    frame.loc[5, "f2"] = bad
+    frame.to_csv(p, index=False)
+    msg = data_error(csv_cfg(p))
+    assert str(p) in msg and "f2" in msg and "f1" not in msg
+
+
+def test_inf_in_parquet(tmp_path: Path) -> None:
+    p = tmp_path / "bad.parquet"
+    frame = labelled_frame()
+    frame.loc[3, "f1"] = np.inf
+    frame.to_parquet(p)
+    msg = data_error(csv_cfg(p))
+    assert "f1" in msg and str(p) in msg
+
+
+def test_non_numeric_feature(tmp_path: Path) -> None:
+    p = tmp_path / "text.csv"
+    frame = labelled_frame()
+    frame["colour"] = "red"
+    frame.to_csv(p, index=False)
+    msg = data_error(csv_cfg(p))
+    assert str(p) in msg and "colour" in msg and "non-numeric" in msg
+
+
+def test_non_numeric_message_offers_onehot(tmp_path: Path) -> None:
+    p = tmp_path / "text.csv"
+    frame = labelled_frame()
+    frame["colour"] = "red"
+    frame.to_csv(p, index=False)
+    assert "data.categorical: onehot" in data_error(csv_cfg(p))
+
+
+def test_numeric_column_with_placeholders(tmp_path: Path) -> None:
+    p = tmp_path / "q.csv"
+    frame = labelled_frame().astype({"count": object})
+    frame.loc[[3, 40], "count"] = "?"
+    frame.to_csv(p, index=False)
+    for mode in ("error", "onehot"):
+        msg = data_error(csv_cfg(p, categorical=mode))
+        assert "'count' is numeric except for '?'" in msg
+
+
+def test_high_cardinality_categorical_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "ids.csv"
+    n = (MAX_CATEGORIES + 1) * 2
+    pd.DataFrame({"a": np.arange(n), "cid": [f"C{i}" for i in range(n)],
+                  "label": np.arange(n) % 2}).to_csv(p, index=False)
+    msg = data_error(csv_cfg(p, categorical="onehot"))
+    assert "'cid'" in msg and f"{n} distinct values" in msg
+
+
+# --------------------------------------------------------------------------- max_rows and image_shape
+
+
+def test_max_rows_subsamples_stratified() -> None:
+    ds = load_dataset(DataConfig(dataset="digits", max_rows=500))
+    assert len(ds.y) == 500 and ds.x.shape == (500, 64)
+    share = np.bincount(ds.y, minlength=10) / 500
+    np.testing.assert_allclose(share, 0.1, atol=0.02)
+    # rows are real rows of the full set, in their original order
+    full = load_dataset(DataConfig(dataset="digits"))
+    full_rows = {r.tobytes() for r in full.x}
+    assert all(r.tobytes() in full_rows for r in ds.x)
+
+
+def test_max_rows_larger_than_data_is_noop() -> None:
+    assert len(load_dataset(DataConfig(dataset="iris", max_rows=1000)).y) == 150
+
+
+def test_max_rows_is_deterministic(tmp_path: Path) -> None:
+    a = load_dataset(DataConfig(dataset="wine", max_rows=60))
+    b = load_dataset(DataConfig(dataset="wine", max_rows=60))
+    np.testing.assert_array_equal(a.x, b.x)
+
+
+def test_max_rows_subsamples_categorical_rows_too(tmp_path: Path) -> None:
+    p = tmp_path / "c.csv"
+    frame = colour_frame(300)
+    frame.to_csv(p, index=False)
+    ds = load_dataset(csv_cfg(p, categorical="onehot", max_rows=60))
+    assert len(ds.y) == len(ds.x) == len(ds.categorical) == 60
+    # the categorical rows still belong to their numeric rows
+    full = load_dataset(csv_cfg(p, categorical="onehot"))
+    lookup = {float(f): c for f, c in zip(full.x[:, 0], full.categorical["colour"], strict=True)}
+    assert all(lookup[float(f)] == c for f, c in zip(ds.x[:, 0], ds.categorical["colour"], strict=True))
+
+
+def test_image_shape_declared_for_a_csv(tmp_path: Path) -> None:
+    p = tmp_path / "pix.csv"
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(60, 12)), columns=[f"p{i}" for i in range(12)])
+    frame["label"] = np.arange(60) % 3
+    frame.to_csv(p, index=False)
+    ds = load_dataset(csv_cfg(p, image_shape=[3, 2, 2]))
+    assert ds.image_shape == (3, 2, 2)
+    s = load_and_split(PipelineConfig(data=csv_cfg(p, image_shape=[3, 2, 2]),
+                                      preprocess=PreprocessConfig(augment=True)))
+    assert s.input_shape == (3, 2, 2)
+    msg = data_error(csv_cfg(p, image_shape=[1, 3, 3]))
+    assert msg.startswith("config: data.image_shape:") and "12 feature columns" in msg
+
+
+def test_image_shape_with_categorical_columns_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "c.csv"
+    colour_frame().to_csv(p, index=False)
+    msg = data_error(csv_cfg(p, categorical="onehot", image_shape=[1, 1, 3]))
+    assert "data.image_shape" in msg and "categorical" in msg
+
+
+# --------------------------------------------------------------------------- checks against the config
+
+
+def pipeline_cfg(tmp_path: Path, frame: pd.DataFrame | None = None, **raw: object) -> PipelineConfig:
+    p = tmp_path / "d.csv"
+    (colour_frame() if frame is None else frame).to_csv(p, index=False)
+    data = {"path": str(p), "target": "label", **raw.pop("data", {})}  # type: ignore[arg-type]
+    return build_config({"data": data, **raw})
+
+
+def config_problem(cfg: PipelineConfig) -> str:
+    with pytest.raises(UserInputError) as info:
+        check_inputs(cfg)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(("config: ", "data ")), msg
+    return msg
+
+
+def test_pca_is_checked_against_features_after_onehot(tmp_path: Path) -> None:
+    # f1, f2, count + colour (3) + flag (2) = 8 columns after one-hot
+    ok = pipeline_cfg(tmp_path, data={"categorical": "onehot"}, preprocess={"pca_components": 8})
+    check_inputs(ok)
+    assert load_and_split(ok).n_features == 8
+    bad = pipeline_cfg(tmp_path, data={"categorical": "onehot"},
+                       preprocess={"pca_components": {"choice": [2, 9]}})
+    msg = config_problem(bad)
+    assert msg.startswith("config: preprocess.pca_components: 9 components")
+    assert "8 feature columns (5 of them from one-hot encoding)" in msg
+
+
+def test_every_pca_choice_is_checked(tmp_path: Path) -> None:
+    frame = labelled_frame()
+    pca = {"choice": [None, 0.5, 4]}
+    msg = config_problem(pipeline_cfg(tmp_path, frame, preprocess={"pca_components": pca}))
+    assert "4 components" in msg and "3 feature columns" in msg
+
+
+def test_augment_needs_image_data(tmp_path: Path) -> None:
+    augment = {"choice": [False, True]}
+    msg = config_problem(pipeline_cfg(tmp_path, labelled_frame(), preprocess={"augment": augment}))
+    assert msg.startswith("config: preprocess.augment:") and "tabular" in msg
+    check_inputs(pipeline_cfg(tmp_path, labelled_frame(), preprocess={"augment": False}))
+    check_inputs(build_config({"data": {"dataset": "digits"}, "preprocess": {"augment": True}}))
+    with pytest.raises(ConfigError):  # load_and_split() checks it too
+        load_and_split(pipeline_cfg(tmp_path, labelled_frame(), preprocess={"augment": True}))
+
+
+@pytest.mark.parametrize("model", ["cnn", {"choice": ["mlp", "cnn"]}])
+def test_cnn_needs_image_data(tmp_path: Path, model: object) -> None:
+    msg = config_problem(pipeline_cfg(tmp_path, labelled_frame(), model=model))
+    assert msg.startswith("config: model: cnn needs image data")
+
+
+def test_cnn_on_digits_is_fine_but_not_with_pca() -> None:
+    check_inputs(build_config({"model": "cnn"}))
+    msg = config_problem(build_config({"model": "cnn", "preprocess": {"pca_components": 0.9}}))
+    assert msg.startswith("config: preprocess.pca_components: PCA flattens the image")
+
+
+def test_cnn_kernel_larger_than_the_image(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(60, 4)), columns=list("abcd"))
+    frame["label"] = np.arange(60) % 3
+    cfg = pipeline_cfg(tmp_path, frame, model="cnn", data={"image_shape": [1, 2, 2]},
+                       search={"space": {"kernel_size": {"choice": [1, 3]}}})
+    msg = config_problem(cfg)
+    assert msg.startswith("config: search.space.kernel_size: 3 is larger than the 2x2 images")
+    cfg.search.space = {"kernel_size": 1}
+    check_inputs(cfg)
+
+
+def test_cv_folds_need_rows_of_every_class(tmp_path: Path) -> None:
+    frame = labelled_frame(90)  # 30 per class, 18 per class outside the test split
+    check_inputs(pipeline_cfg(tmp_path, frame, search={"cv_folds": 5}))
+    frame.loc[:8, "label"] = "cat"  # ... unless one class is small
+    small = frame[~((frame["label"] == "emu") & (frame.index > 20))]
+    msg = config_problem(pipeline_cfg(tmp_path, small, search={"cv_folds": 5}))
+    assert msg.startswith("config: search.cv_folds: 5 stratified folds") and "'emu'" in msg
+
+
+def test_cv_folds_more_than_rows() -> None:
+    ds = Dataset(np.arange(12, dtype=np.float32)[:, None], np.arange(12) % 2, ["a"], ["x", "y"], "tiny", "h")
+    cfg = build_config({"search": {"cv_folds": 11}})  # 10 rows outside the test split
+    with pytest.raises(ConfigError) as info:
+        check_split(cfg, ds)
+    assert "search.cv_folds: 11 folds" in str(info.value) and "only 10 rows" in str(info.value)
+
+
+def test_split_too_small_is_caught_before_splitting(tmp_path: Path) -> None:
+    frame = labelled_frame(9)
+    msg = config_problem(pipeline_cfg(tmp_path, frame, data={"val_size": 0.4, "test_size": 0.4}))
+    assert "too few" in msg and "data.val_size" in msg
+
+
+def test_check_preprocessing_accepts_defaults() -> None:
+    ds = load_dataset(DataConfig(dataset="iris"))
+    check_preprocessing(build_config({"data": {"dataset": "iris"}}), ds)
+
+
+# --------------------------------------------------------------------------- load_and_split: step 1
+
+
+def test_csv_end_to_end_preprocess(tmp_path: Path) -> None:
+    p = tmp_path / "animals.csv"
+    labelled_frame().to_csv(p, index=False)
+    s = load_and_split(PipelineConfig(data=csv_cfg(p)))
+    assert sum(s.sizes().values()) == 90
+    assert s.input_shape == (3,) and s.n_classes == 3
+
+
+def test_digits_splits_carry_image_shape() -> None:
+    s = load_and_split(PipelineConfig(data=DataConfig(dataset="digits")))
+    assert s.input_shape == (1, 8, 8)
+    assert s.n_features == 64 and s.n_classes == 10
+    iris = load_and_split(PipelineConfig(data=DataConfig(dataset="iris")))
+    assert iris.input_shape == (4,)
