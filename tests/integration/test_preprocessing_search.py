@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from conftest import cli_env, paramaudit_cmd
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect")]
 
 
-def test_searched_scaler_with_pca_and_one_hot_columns(tmp_path: Path) -> None:
+def test_searched_scaler_with_pca_and_one_hot_columns(tmp_path: Path, run_pipeline) -> None:
     rng = np.random.default_rng(0)
     n = 300
     x = rng.normal(size=(n, 6))
@@ -24,7 +20,7 @@ def test_searched_scaler_with_pca_and_one_hot_columns(tmp_path: Path) -> None:
         ",".join(f"{v:.4f}" for v in row) + f",{c},{t}" for row, c, t in zip(x, colour, y,
                                                                            strict=True)]
     (tmp_path / "mixed.csv").write_text("\n".join(lines) + "\n")
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({
+    out = run_pipeline({
         "experiment": "prep",
         "data": {"path": "mixed.csv", "target": "label", "categorical": "onehot"},
         "preprocess": {"scaler": {"choice": ["standard", "minmax", "robust"]},
@@ -32,13 +28,7 @@ def test_searched_scaler_with_pca_and_one_hot_columns(tmp_path: Path) -> None:
         "search": {"algorithm": "grid", "trials": 1, "scheduler": "none",
                    "space": {"learning_rate": 0.01, "hidden_size": 16, "num_layers": 1}},
         "train": {"max_epochs": 3, "patience": 3},
-    }))
-    proc = subprocess.run(paramaudit_cmd() + ["run", "--config", "cfg.yaml", "--output-json",
-                                              "out.json"],
-                          cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads((tmp_path / "out.json").read_text())
+    })
     assert out["best_hyperparameters"]["scaler"] in ("standard", "minmax", "robust")
     # 6 numeric + 3 one-hot columns in, 5 principal components to the first layer
     assert out["params_total"] == 5 * 16 + 16 + 16 * 2 + 2

@@ -2,8 +2,9 @@
 no PARAMAUDIT_HOME) finds the checkout itself; one that cannot find it fails the flow run with the
 reason as the run's state message, and the worker's "Crashed" report does not replace it.
 
-One real `prefect server` and one plain worker for the module, everything under the suite's network
-guard; the failing case runs first because it is quick.
+The session's real `prefect server` (tests/conftest.py; no other test deploys to it) and one plain
+worker for the module, everything under the suite's network guard; the failing case runs first
+because it is quick.
 """
 
 from __future__ import annotations
@@ -32,12 +33,8 @@ NIGHTLY = "paramaudit-pipeline/nightly"
 class Site:
     work: Path
     guard: Path
-    prefect: srv.Service
+    api: str  # the session's Prefect server (tests/conftest.py), which no other test deploys to
     worker: srv.Service
-
-    @property
-    def api(self) -> str:
-        return f"{self.prefect.url}/api"
 
 
 @contextlib.contextmanager
@@ -52,16 +49,13 @@ def _client(site: Site) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(tmp_path_factory: pytest.TempPathFactory, _prefect_server: str) -> Iterator[Site]:
     work = tmp_path_factory.mktemp("worker-checkout")
     guard = work / "netguard"
-    prefect = worker = None
+    worker = None
     started = time.monotonic()
     try:
-        prefect = srv.start_prefect_server(work / "prefect-server", work / "prefect-server.log",
-                                           guard)
-        srv.wait_prefect_server(prefect)
-        api = f"{prefect.url}/api"
+        api = _prefect_server
         cli = srv.prefect_env(api, work / "prefect-cli", guard)
         prefect_bin = str(srv.BIN / "prefect")
         server_up = time.monotonic()
@@ -84,12 +78,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         print(f"server {server_up - started:.1f} s, pool {pool_made - server_up:.1f} s, deploy "
               f"{deployed - pool_made:.1f} s, worker online {time.monotonic() - pool_made:.1f} s "
               f"after the pool; logs in {work}")
-        yield Site(work, guard, prefect, worker)
+        yield Site(work, guard, api, worker)
     finally:
-        for service in (worker, prefect):  # the worker first: it reports to the server
-            if service is not None:
-                with contextlib.suppress(Exception):
-                    service.stop()
+        if worker is not None:
+            with contextlib.suppress(Exception):
+                worker.stop()
         _remove_run_folders(work / "mlflow.db")
 
 
