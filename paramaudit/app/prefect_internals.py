@@ -12,19 +12,20 @@ import warnings
 from collections.abc import Iterator
 from importlib.metadata import version
 
+from paramaudit.versions import in_range
+
 TESTED = ((3, 4), (4, 0))  # from 3.4 up to, not including, 4.0
 _warned: list[bool] = []
 
 
-def _release() -> tuple[int, int]:
-    major, minor = version("prefect").split(".")[:2]
-    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+def _release() -> str:
+    return version("prefect")
 
 
 def check_version() -> bool:
     """True on a Prefect release these patches were tested with; else warn once and say False."""
     low, high = TESTED
-    ok = low <= _release() < high
+    ok = in_range(_release(), TESTED)
     if not ok and not _warned:
         _warned.append(True)
         warnings.warn(f"paramaudit was tested with Prefect >= {low[0]}.{low[1]}, < {high[0]}.{high[1]}, "

@@ -14,13 +14,13 @@ Ray is imported inside the functions: importing this module must not import Ray.
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from paramaudit.errors import UserInputError
+from paramaudit.versions import in_range
 
 # [lowest, first untested): the range of ray[tune] in pyproject.toml, each patch checked on it
 TESTED_RAY = ((2, 50), (3, 0))
@@ -31,20 +31,13 @@ class UnsupportedRayError(UserInputError):
     """The installed Ray lacks an internal that paramaudit needs to run a search safely."""
 
 
-def parse_version(version: str) -> tuple[int, int] | None:
-    """(major, minor) of a Ray version string, or None when it has no such prefix."""
-    found = re.match(r"(\d+)\.(\d+)", version)
-    return (int(found[1]), int(found[2])) if found else None
-
-
 def is_tested(version: str | None = None) -> bool:
     """Whether ``version`` (default: the installed Ray's) is in the range the patches were tested on."""
     if version is None:
         import ray
 
         version = ray.__version__
-    parsed = parse_version(version)
-    return parsed is not None and TESTED_RAY[0] <= parsed < TESTED_RAY[1]
+    return in_range(version, TESTED_RAY)
 
 
 def _installed() -> str:

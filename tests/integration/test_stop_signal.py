@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import cli_env, paramaudit_cmd
+from support import servers as srv
 
 from paramaudit import stopping
 
@@ -28,23 +29,6 @@ pytestmark = pytest.mark.integration
 
 MARK = "PARAMAUDIT_TEST_STOP_MARK"  # every process the run starts inherits it
 BUDGET_S = 10.0
-
-
-def _marked(mark: str) -> list[str]:
-    """Live processes that carry ``mark`` in their environment (their command lines)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if f"{MARK}={mark}".encode() not in (entry / "environ").read_bytes():
-                continue
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue
-            found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ")[:120].decode())
-        except (OSError, IndexError):
-            continue
-    return found
 
 
 def _statuses(db: Path) -> list[str]:
@@ -113,7 +97,7 @@ def test_a_stop_ends_the_run_in_time_with_its_runs_killed(tmp_path: Path, stage:
             proc.wait()
     for reader in readers:
         reader.join(5)
-    left = _marked(mark)
+    left = [cmd[:120] for cmd in srv.with_environment(f"{MARK}={mark}").values()]
     stderr = "".join(err)
     assert took < BUDGET_S, f"{took:.1f} s to stop"
     assert proc.returncode == 130, stderr[-3000:]

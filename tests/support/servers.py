@@ -366,18 +366,22 @@ def wait_mlflow_server(server: Service, timeout: float = 120) -> None:
 SERVER_APP = "paramaudit.app.prefect_server:create_app"  # the CLI's temporary server's app
 
 
-def prefect_servers_with_home(home: Path) -> list[int]:
-    """PIDs of the CLI's temporary Prefect servers whose PREFECT_HOME is ``home``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+def with_environment(entry: str) -> dict[int, str]:
+    """Live (not zombie) processes whose environment holds ``entry`` (``NAME=value``): their
+    command lines, by PID."""
+    found: dict[int, str] = {}
+    for proc in processes().values():
+        if proc.state in "ZX":
             continue
         try:
-            if SERVER_APP not in (entry / "cmdline").read_text():
+            if entry.encode() not in Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0"):
                 continue
-            env = (entry / "environ").read_bytes().split(b"\0")
+            found[proc.pid] = Path(f"/proc/{proc.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if f"PREFECT_HOME={home}".encode() in env:
-            pids.append(int(entry.name))
-    return pids
+    return found
+
+
+def prefect_servers_with_home(home: Path) -> list[int]:
+    """PIDs of the CLI's temporary Prefect servers whose PREFECT_HOME is ``home``."""
+    return [pid for pid, cmd in with_environment(f"PREFECT_HOME={home}").items() if SERVER_APP in cmd]

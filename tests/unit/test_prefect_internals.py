@@ -37,7 +37,7 @@ def test_sigterm_is_left_alone_during_the_hold_and_restored_after() -> None:
 def test_an_untested_release_is_not_patched(monkeypatch) -> None:
     from prefect import flow_engine
 
-    monkeypatch.setattr(prefect_internals, "_release", lambda: (9, 0))
+    monkeypatch.setattr(prefect_internals, "_release", lambda: "9.0.0")
     monkeypatch.setattr(prefect_internals, "_warned", [True])  # no warning in the test output
     with prefect_internals.sigterm_left_to_caller() as held:
         assert not held
