@@ -111,9 +111,9 @@ def test_resume_after_sigkill_reruns_nothing_and_duplicates_nothing(
     resumed search runs the missing trials anew."""
     _write(tmp_path, {
         "experiment": "resume", "data": {"dataset": "digits"},
-        "search": {"trials": 4, "scheduler": "none", "max_concurrent": 1, "space": {
+        "search": {"trials": 6, "scheduler": "none", "max_concurrent": 1, "space": {
             "learning_rate": {"loguniform": [1e-3, 1e-2]}, "hidden_size": 32, "num_layers": 1}},
-        "train": {"max_epochs": 12, "patience": 3},
+        "train": {"max_epochs": 25, "patience": 3},
     })
     proc = subprocess.Popen(paramaudit_cmd() + ["run", "--config", "cfg.yaml"], cwd=tmp_path,
                             env=cli_env(tmp_path), stdout=subprocess.PIPE,
@@ -154,10 +154,10 @@ def test_resume_after_sigkill_reruns_nothing_and_duplicates_nothing(
     assert "resuming the search" in done.stdout + done.stderr
     assert ("saved state lost" in done.stdout + done.stderr) == (searcher_state == "lost")
     out = json.loads((tmp_path / "out.json").read_text())
-    assert out["mlflow_run_id"] == parent and out["trials"] == 4
+    assert out["mlflow_run_id"] == parent and out["trials"] == 6
     children = _children(tmp_path, parent)
     trial_ids = [c.data.tags["trial_id"] for c in children]
-    assert len(children) == 4 and len(set(trial_ids)) == 4
+    assert len(children) == 6 and len(set(trial_ids)) == 6
     starts = {c.info.run_id: c.info.start_time for c in children}
     for run_id, start in finished:
         assert starts[run_id] == start  # finished before the kill: not rerun
