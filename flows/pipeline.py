@@ -39,7 +39,8 @@ def paramaudit_pipeline(config: PipelineConfig | None = None,
     tracker = runs.open_tracker(cfg)
     flow_run_id = str(flow_run.id) if flow_run.id else None
     with runs.parent_run(tracker, cfg, flow_run_id, resume_run_id,
-                          flow_run_url=flow_run.ui_url) as (parent_id, workdir):
+                          flow_run_url=flow_run.ui_url,
+                          name=flow_run.name or None) as (parent_id, workdir):
         timer = Timer()
         with timer("preprocess"):
             splits = t.preprocess(cfg)                                             # 1. preprocess

@@ -47,8 +47,13 @@ def search_dir(workdir: Path) -> Path:
 @contextlib.contextmanager
 def parent_run(tracker: Tracker, cfg: PipelineConfig, flow_run_id: str | None,
                resume_run_id: str | None = None,
-               flow_run_url: str | None = None) -> Iterator[tuple[str, Path]]:
-    """The MLflow parent run (ended FINISHED, FAILED or KILLED) and the run's work folder."""
+               flow_run_url: str | None = None,
+               name: str | None = None) -> Iterator[tuple[str, Path]]:
+    """The MLflow parent run (ended FINISHED, FAILED or KILLED) and the run's work folder.
+
+    ``name`` is the Prefect flow run's name where there is one, so that both UIs show the same
+    name (computed twice, the minute in its stamp can differ).
+    """
     tags = {"paramaudit.kind": "pipeline", "dataset": data_label(cfg),
             "search_algorithm": cfg.search.algorithm, "smoke": str(cfg.smoke).lower()}
     if flow_run_id:
@@ -57,7 +62,7 @@ def parent_run(tracker: Tracker, cfg: PipelineConfig, flow_run_id: str | None,
         tags["prefect_flow_run_url"] = flow_run_url
     if resume_run_id:
         tags["resumed"] = "true"
-    with tracker.parent_run(run_name(cfg), tags, run_id=resume_run_id) as parent_id:
+    with tracker.parent_run(name or run_name(cfg), tags, run_id=resume_run_id) as parent_id:
         verb = "resuming" if resume_run_id else "run"
         say(f"MLflow: experiment {cfg.experiment!r}, {verb} {parent_id} at {redact(tracker.uri)}")
         workdir = run_workdir(parent_id)
