@@ -2,16 +2,21 @@
 
 Each model registers with the hyperparameters it reads (:class:`Hyperparameter`); the config
 validates ``search.space`` against these declarations, so a new model needs no edit elsewhere.
+The built-in models are registered from their declarations (:mod:`.declarations`) and their
+torch modules imported on the first build, so that checking a config imports no torch.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
+from paramaudit.models.declarations import BUILTIN_MODELS
 from paramaudit.models.hyperparameters import Hyperparameter, read_hyperparameters
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["MODELS", "Hyperparameter", "build_model", "model_declarations", "read_hyperparameters",
            "register_model"]
@@ -61,4 +66,16 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, **hp: A
     return MODELS[name](input_shape, n_classes, **hp)
 
 
-from paramaudit.models import cnn, mlp  # noqa: E402,F401  (registers the built-in models)
+def _register_builtin(name: str, module: str, builder: str,
+                      declared: tuple[Hyperparameter, ...]) -> None:
+    def build(input_shape: tuple[int, ...], n_classes: int, **hp: Any) -> nn.Module:
+        # importing the module registers its builder in place of this one (same declarations)
+        return getattr(importlib.import_module(module), builder)(input_shape, n_classes, **hp)
+
+    build.__name__ = build.__qualname__ = builder
+    build.__doc__ = f"The built-in model {name!r} ({module}.{builder}), imported on first use."
+    register_model(name, declared)(build)
+
+
+for _name, (_module, _builder, _declared) in BUILTIN_MODELS.items():
+    _register_builtin(_name, _module, _builder, _declared)

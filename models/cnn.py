@@ -8,14 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from paramaudit.models import Hyperparameter, read_hyperparameters, register_model
-from paramaudit.models.common import ACTIVATION, ACTIVATIONS, DROPOUT
-
-CHANNELS = Hyperparameter("channels", int, 16, ge=1, le=65_536, help="feature maps per conv block")
-# odd: the blocks pad by kernel_size // 2 to keep the image size, which needs an odd kernel
-KERNEL_SIZE = Hyperparameter("kernel_size", int, 3, ge=1, le=31, odd=True, help="conv kernel side")
-CONV_LAYERS = Hyperparameter("conv_layers", int, 2, ge=1, le=64, help="conv blocks")
-HYPERPARAMETERS = (CHANNELS, KERNEL_SIZE, CONV_LAYERS, DROPOUT, ACTIVATION)
+from paramaudit.models import read_hyperparameters, register_model
+from paramaudit.models.common import ACTIVATIONS
+from paramaudit.models.declarations import ACTIVATION, CHANNELS, CONV_LAYERS, DROPOUT, KERNEL_SIZE
+from paramaudit.models.declarations import CNN_HYPERPARAMETERS as HYPERPARAMETERS
 
 
 @dataclass(frozen=True)

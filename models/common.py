@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from paramaudit.models.hyperparameters import Hyperparameter
+from paramaudit.models.declarations import ACTIVATION, DROPOUT
 
-# the one list of activation names: the config's check of `activation` reads it from ACTIVATION
+__all__ = ["ACTIVATION", "ACTIVATIONS", "DROPOUT"]
+
+# each declared activation name's module (a test checks the names match ACTIVATION_NAMES)
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
@@ -16,6 +18,3 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
 }
 
-ACTIVATION = Hyperparameter("activation", str, "relu", choices=tuple(ACTIVATIONS),
-                            help="the nonlinearity after each hidden layer")
-DROPOUT = Hyperparameter("dropout", float, 0.0, ge=0, lt=1, help="dropout probability")

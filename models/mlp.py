@@ -9,12 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from paramaudit.models import Hyperparameter, read_hyperparameters, register_model
-from paramaudit.models.common import ACTIVATION, ACTIVATIONS, DROPOUT
-
-NUM_LAYERS = Hyperparameter("num_layers", int, 2, ge=0, le=64, help="hidden layers (0: a linear model)")
-HIDDEN_SIZE = Hyperparameter("hidden_size", int, 128, ge=1, le=65_536, help="units per hidden layer")
-HYPERPARAMETERS = (NUM_LAYERS, HIDDEN_SIZE, DROPOUT, ACTIVATION)
+from paramaudit.models import read_hyperparameters, register_model
+from paramaudit.models.common import ACTIVATIONS
+from paramaudit.models.declarations import ACTIVATION, DROPOUT, HIDDEN_SIZE, NUM_LAYERS
+from paramaudit.models.declarations import MLP_HYPERPARAMETERS as HYPERPARAMETERS
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +12,7 @@ from torch import nn
 from paramaudit.models import MODELS, build_model, register_model
 from paramaudit.models.cnn import CNN, CNNConfig
 from paramaudit.models.common import ACTIVATIONS
+from paramaudit.models.declarations import ACTIVATION_NAMES, BUILTIN_MODELS
 from paramaudit.models.mlp import MLP, MLPConfig
 
 
@@ -28,6 +32,33 @@ def hand_count(d: int, c: int, layers: int, h: int) -> int:
 
 def test_registry_has_builtin_models() -> None:
     assert {"mlp", "cnn"} <= set(MODELS)
+
+
+def test_checking_a_config_imports_no_torch() -> None:
+    # a bad config is reported in well under a second: the built-ins' declarations are plain data
+    code = ("import sys\n"
+            "from paramaudit.config import build_config\n"
+            "from paramaudit.errors import ConfigError\n"
+            "for raw in ({'serach': {}}, {'model': 'mpl'}, {'search': {'space': {'hiden_size': 3}}},\n"
+            "            {'model': 'cnn', 'search': {'space': {'kernel_size': 3}}}):\n"
+            "    try:\n"
+            "        build_config(raw)\n"
+            "    except ConfigError:\n"
+            "        pass\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_builtin_is_its_module_builder_once_built() -> None:
+    for name, (module, builder, declared) in BUILTIN_MODELS.items():
+        build_model(name, (1, 8, 8), 3)
+        assert MODELS[name] is getattr(sys.modules[module], builder)
+        assert sys.modules[module].HYPERPARAMETERS == declared
+
+
+def test_every_declared_activation_has_its_module() -> None:
+    assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
 
 
 def test_unknown_model_raises_key_error() -> None:
