@@ -33,13 +33,15 @@ def one_run(config: Path, smoke: bool, prefect_home: str) -> dict:
         env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db",
                    PREFECT_HOME=prefect_home)
         cmd = [sys.executable, "-m", "paramaudit.app.cli", "run", "--config", str(config),
-               "--output-json", f"{tmp}/out.json"] + (["--smoke"] if smoke else [])
+               "--output-json", f"{tmp}/out.json", "--timings", f"{tmp}/timings.json"
+               ] + (["--smoke"] if smoke else [])
         start = time.monotonic()
         proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True)
         wall = time.monotonic() - start
         if proc.returncode != 0:
             sys.exit(f"bench: the pipeline failed ({proc.returncode}): {proc.stderr[-2000:]}")
         out = json.loads(Path(tmp, "out.json").read_text())
+        out["timings"] = json.loads(Path(tmp, "timings.json").read_text())
     out["wall"] = wall
     return out
 

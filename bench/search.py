@@ -201,7 +201,8 @@ def whole_processes(csv: Path, store: Path) -> dict:
                PREFECT_HOME=str(store / "prefect"))
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "paramaudit.app.cli", "run", "--config", str(cfg),
-                           "--output-json", str(store / "out.json")],
+                           "--output-json", str(store / "out.json"),
+                           "--timings", str(store / "timings.json")],
                           cwd=store, env=env, capture_output=True, text=True)
     pipeline_wall = time.monotonic() - t0
     if proc.returncode != 0:
@@ -212,7 +213,8 @@ def whole_processes(csv: Path, store: Path) -> dict:
                            env=env, capture_output=True, text=True, check=True)
     plain_wall = time.monotonic() - t0
     return {"pipeline_wall": pipeline_wall, "plain_wall": plain_wall,
-            "ratio": pipeline_wall / plain_wall, "timings": summary.get("timings", {}),
+            "ratio": pipeline_wall / plain_wall,
+            "timings": json.loads((store / "timings.json").read_text()),
             "trials": summary["trials"], "test_accuracy": summary["test_metrics"]["accuracy"],
             "plain_best_val_accuracy": json.loads(plain.stdout)["best_val_accuracy"],
             "final_model": summary.get("final_model")}
@@ -259,7 +261,7 @@ def smoke_process(repeats: int = 3) -> dict:
         cfg.write_text("smoke: true\ndata: {dataset: iris}\nsearch: {trials: 1}\n"
                        "train: {max_epochs: 1}\n")
         cmd = [sys.executable, "-m", "paramaudit.app.cli", "run", "--config", str(cfg),
-               "--output-json", f"{tmp}/out.json"]
+               "--output-json", f"{tmp}/out.json", "--timings", f"{tmp}/timings.json"]
         runs = []
         for _ in range(1 + repeats):
             t0 = time.monotonic()
@@ -267,7 +269,7 @@ def smoke_process(repeats: int = 3) -> dict:
             wall = time.monotonic() - t0
             if proc.returncode != 0:
                 sys.exit(f"bench: smoke run failed: {proc.stderr[-2000:]}")
-            runs.append((wall, json.loads(Path(tmp, "out.json").read_text())["timings"]))
+            runs.append((wall, json.loads(Path(tmp, "timings.json").read_text())))
     first, measured = runs[0], sorted(runs[1:], key=lambda r: r[0])
     median = measured[len(measured) // 2]
     return {"first_wall": first[0], "walls": [w for w, _ in runs[1:]], "wall": median[0],

@@ -12,7 +12,7 @@ from paramaudit import pipeline as steps
 from paramaudit import runs
 from paramaudit.config import PipelineConfig
 from paramaudit.errors import OverfitGateError
-from paramaudit.progress import Timer
+from paramaudit.progress import LAST_FLOW_TIMINGS, Timer
 from paramaudit.tasks import pipeline as t
 from paramaudit.tracking import check_reachable, resolve_tracking_uri
 
@@ -54,9 +54,10 @@ def paramaudit_pipeline(config: PipelineConfig | None = None,
         with timer("publish"):
             summary = t.publish(tracker, parent_id, cfg, splits, outcome, final,   # 5. publish
                                 result, flow_run_id)
-        summary["timings"] = timer.seconds | {
+        LAST_FLOW_TIMINGS.clear()
+        LAST_FLOW_TIMINGS.update(timer.seconds | {
             "flow_body": round(time.monotonic() - entered, 3), "flow_entered_at": entered_wall,
-            "ray_start": round(outcome.ray_start_seconds, 3)}
+            "ray_start": round(outcome.ray_start_seconds, 3)})
         steps.gate(tracker, parent_id, cfg, result, summary)                      # 6. gate
     return summary
 

@@ -6,6 +6,11 @@ import contextlib
 import time
 from collections.abc import Iterator
 
+# The step timings of the last flow run in this process, for the CLI's ``--timings`` file: a
+# measurement of this machine, not a result of the run, so it is kept out of the summary (and of
+# the Prefect result) and handed over here instead.
+LAST_FLOW_TIMINGS: dict[str, float] = {}
+
 
 def say(msg: str) -> None:
     """One progress line, flushed (Prefect's log_prints turns it into a flow-run log line)."""

@@ -26,6 +26,7 @@ from paramaudit.app import prefect_internals
 from paramaudit.app.prefect_server import EmbeddedPrefectServer, api_url_configured
 from paramaudit.environment import quiet_environment
 from paramaudit.errors import OverfitGateError, UserInputError
+from paramaudit.progress import LAST_FLOW_TIMINGS
 
 EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_GATE, EXIT_INTERRUPT = 0, 1, 2, 3, 130
 
@@ -56,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--dataset", help="built-in data set: digits, iris, wine, breast_cancer")
     src.add_argument("--data", type=Path, help="CSV or Parquet file")
     run.add_argument("--target", help="target column of --data")
+    run.add_argument("--drop", action="append", metavar="COL",
+                     help="leave this column of --data out (repeatable)")
+    run.add_argument("--categorical", choices=["auto", "onehot", "frequency", "error"],
+                     help="how text and boolean columns are encoded (default: auto)")
     run.add_argument("--trials", type=int, help="number of search trials")
     run.add_argument("--max-epochs", type=int, help="epoch budget per trial and final model")
     run.add_argument("--search", choices=["random", "grid", "bayes"], help="search algorithm")
@@ -64,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--smoke", action="store_true", default=None,
                      help="tiny run: 2 trials, 2 epochs")
     run.add_argument("--output-json", type=Path, help="write the run's summary here")
+    run.add_argument("--timings", type=Path, metavar="PATH",
+                     help="write the wall seconds of each phase here (what bench/ reads)")
     run.add_argument("--resume", metavar="MLFLOW_RUN_ID",
                      help="continue an interrupted run's search (same config, same parent run)")
     run.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -85,6 +92,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "data.dataset": args.dataset,
         "data.path": str(args.data) if args.data else None,
         "data.target": args.target,
+        "data.drop": args.drop,
+        "data.categorical": args.categorical,
         "search.trials": args.trials,
         "train.max_epochs": args.max_epochs,
         "search.algorithm": args.search,
@@ -123,10 +132,10 @@ def preflight(args: argparse.Namespace) -> Any:
         cfg, _ = load_resume_config(uri, args.resume)
         return cfg
     cfg = load_config(args.config, _overrides(args))
-    if args.output_json is not None:
-        parent = args.output_json.resolve().parent
-        if parent.exists() and not os.access(parent, os.W_OK):
-            raise UserInputError(f"--output-json: folder {str(parent)!r} is not writable")
+    for flag, path in (("--output-json", args.output_json), ("--timings", args.timings)):
+        parent = path.resolve().parent if path is not None else None
+        if parent is not None and parent.exists() and not os.access(parent, os.W_OK):
+            raise UserInputError(f"{flag}: folder {str(parent)!r} is not writable")
     check_inputs(cfg.effective())
     check_reachable(resolve_tracking_uri(cfg.tracking))
     check_artifact_location(cfg.tracking)
@@ -200,7 +209,7 @@ def _prefect_settings(server: EmbeddedPrefectServer | None,
                                                PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def _print_summary(summary: dict[str, Any], wall: float) -> None:
     """The closing lines at the terminal: where the run is and what it found."""
     tm = summary["test_metrics"]
     print("")
@@ -214,7 +223,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print("  hyperparameters " + ", ".join(
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
         for k, v in summary["best_hyperparameters"].items()))
-    print(f"  wall time      {summary['timings']['total']:.1f} s")
+    print(f"  wall time      {wall:.1f} s")
     print(f"  open the MLflow UI: {summary['mlflow_ui']['command']}")
     print(f"  then: {summary['mlflow_ui']['url']}")
 
@@ -271,14 +280,15 @@ def _run(args: argparse.Namespace) -> int:
         # os._exit, see stopping.exit_interrupted)
         pool.shutdown(wait=not stopping.requested(), cancel_futures=True)
     timings["checks"] = checked - t0
-    timings = summary.setdefault("timings", {}) | {k: round(v, 3) for k, v in timings.items()}
-    summary["timings"] = timings
+    timings = LAST_FLOW_TIMINGS | {k: round(v, 3) for k, v in timings.items()}
     if "flow_entered_at" in timings:
         timings["prefect_start"] = round(timings.pop("flow_entered_at") - called_at, 3)
-    summary["timings"]["total"] = round(time.monotonic() - t0, 3)
+    timings["total"] = round(time.monotonic() - t0, 3)
     if args.output_json:
         _write_json_atomic(args.output_json, summary)
-    _print_summary(summary)
+    if args.timings:
+        _write_json_atomic(args.timings, timings)
+    _print_summary(summary, timings["total"])
     return EXIT_OK
 
 

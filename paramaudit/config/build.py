@@ -45,6 +45,10 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
             _drop_keys(data, "data", ("dataset", "path"))
         if dotted == "data.dataset":
             _drop_keys(data, "data", ("path", "target"))
+        if dotted == "data.drop" and isinstance(data.get("data"), dict):
+            # --drop adds to the columns the YAML drops rather than replacing them
+            kept = data["data"].get("drop")
+            value = [*kept, *value] if isinstance(kept, list) else value
         _set_dotted(data, dotted, value)
 
 
