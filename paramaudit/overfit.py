@@ -30,6 +30,15 @@ severity among them, "ok" when none fired):
 ``non_finite``
     a NaN or infinite train/val loss -> warn. That is a numerical failure of training, not
     evidence of overfitting, so it does not raise the verdict to overfit by itself.
+``baseline``
+    test balanced accuracy - the majority baseline's (always predicting the most frequent
+    training class; paramaudit.metrics) ``< min_baseline_margin`` -> warn, reading e.g. "no
+    better than always predicting 'no' (balanced accuracy 0.50 vs baseline 0.50; ...)". Only
+    when the test metrics and the baseline are given (the final model, not the trials). A
+    model that learned nothing is not overfit, so the verdict is a warn and not a verdict of
+    its own (the gate, fail_on_overfit, is about overfitting); but such a model is never
+    promoted to champion, whatever ``register_on_warn`` says (publish.register reads
+    ``Verdict.no_better_than_baseline``).
 
 Every comparison is strict with a 1e-9 slack, so a value equal to its threshold up to float
 rounding (0.90 - 0.85 vs 0.05) does not fire.
@@ -39,7 +48,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -142,6 +151,15 @@ class Verdict:
             }
             for r in self.reasons
         ]
+
+    def fired(self, rule: str) -> Reason | None:
+        """The reason ``rule`` gave, or None when it did not fire."""
+        return next((r for r in self.reasons if r.rule == rule), None)
+
+    @property
+    def no_better_than_baseline(self) -> Reason | None:
+        """The ``baseline`` rule's reason when the model does not beat the majority baseline."""
+        return self.fired("baseline")
 
     def tag_text(self) -> str:
         """The messages joined by "; " (or "no rule fired"), at most 5000 characters."""
@@ -387,6 +405,19 @@ def _instability(fold_scores: list[float] | None, limit: float) -> Reason | None
     )
 
 
+def _baseline(test_metrics: Mapping[str, Any] | None, baseline: Mapping[str, Any] | None,
+              margin: float) -> Reason | None:
+    if not test_metrics or not baseline:
+        return None
+    from paramaudit.metrics import compare_to_baseline  # numpy: only where a verdict has metrics
+
+    if not (_finite(test_metrics.get("balanced_accuracy"))
+            and _finite(baseline.get("balanced_accuracy"))):
+        return None
+    cmp = compare_to_baseline(test_metrics, baseline, margin)
+    return None if cmp.beats else Reason("baseline", "warn", cmp.message, cmp.numbers())
+
+
 def assess(
     curves: Curves,
     cfg: OverfitConfig,
@@ -398,10 +429,14 @@ def assess(
     n_trials: int | None = None,
     epoch: int | None = None,
     restored_best: bool = False,
+    test_metrics: Mapping[str, Any] | None = None,
+    baseline: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """Apply every rule (see the module docstring) and return the verdict with its reasons.
 
     ``epoch`` is where gap, loss ratio and optimism are read; None means the best epoch.
+    ``test_metrics`` and ``baseline`` (metrics.classification_metrics and majority_baseline of
+    the test split) turn on the ``baseline`` rule.
     ``restored_best`` says the delivered weights are the best epoch's (early stopping restored
     them): a divergence after that point then shows the configuration's tendency to overfit with
     more epochs, not a property of the delivered model, so it warns instead of failing.
@@ -435,6 +470,7 @@ def assess(
             _capacity(params_trainable, n_train, cfg.max_params_per_sample, gap or ratio),
             _instability(fold_scores, cfg.max_fold_spread),
             _non_finite(curves),
+            _baseline(test_metrics, baseline, cfg.min_baseline_margin),
         )
         if r is not None
     ]

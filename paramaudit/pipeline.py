@@ -31,7 +31,7 @@ from paramaudit.search import (
     trial_slots,
 )
 from paramaudit.tracking import Tracker
-from paramaudit.training import STATE_FILE, FinalModel, final_from_state, train_best
+from paramaudit.training import STATE_FILE, FinalModel, final_from_state, refit, train_best
 
 STEPS = 6  # preprocess, search, train, audit, publish, gate: the [n/6] of the progress lines
 
@@ -73,9 +73,11 @@ def reprocess(splits: Splits, pre: dict[str, Any], seed: int) -> Splits:
     from paramaudit.data import refit_preprocessing
 
     scaler, pca = pre.get("scaler", "standard"), pre.get("pca_components")
-    if scaler == splits.scaler.kind and pca is None and splits.n_features == splits.raw_train.shape[1]:
+    impute, prep = pre.get("impute", "median"), splits.preprocessor
+    if (scaler == splits.scaler.kind and pca is None and prep is not None
+            and prep.components is None and prep.impute == impute):
         return splits
-    return refit_preprocessing(splits, scaler, pca, seed)
+    return refit_preprocessing(splits, scaler, pca, seed, impute=impute)
 
 
 def reusable_weights(outcome: SearchOutcome, cfg: PipelineConfig) -> str | None:
@@ -98,7 +100,7 @@ def train_final(splits: Splits, outcome: SearchOutcome, cfg: PipelineConfig) -> 
     hp = dict(outcome.best_hyperparameters)
     model_name = hp.pop("model", cfg.model)
     pre = {**cfg.preprocess.fixed(),
-           **{k: hp.pop(k) for k in ("scaler", "pca_components", "augment") if k in hp}}
+           **{k: hp.pop(k) for k in ("scaler", "pca_components", "augment", "impute") if k in hp}}
     splits = reprocess(splits, pre, cfg.seed)
     saved = reusable_weights(outcome, cfg)
     if saved is not None:
@@ -110,17 +112,27 @@ def train_final(splits: Splits, outcome: SearchOutcome, cfg: PipelineConfig) -> 
                            patience=cfg.train.patience, seed=cfg.seed,
                            augment=bool(pre.get("augment", False)),
                            divergence=divergence_rule(cfg))
+    if cfg.train.refit:
+        final = refit(splits, model_name, final, epochs=final.history.best_epoch + 1,
+                      seed=cfg.seed, augment=bool(pre.get("augment", False)))
     final.example = splits.x_test[:5]
     final.preprocessing = splits.preprocessor.describe() if splits.preprocessor else {}
     final.hyperparameters.update({"model": model_name} if isinstance(cfg.model, dict) else {})
     final.hyperparameters.update({k: v for k, v in outcome.best_hyperparameters.items()
-                                  if k in ("scaler", "pca_components", "augment")})
-    h = final.history
-    how = ("retrained" if final.source == "retrained"
-           else f"{final.source}'s own weights, as retraining it would give")
-    say(f"[3/{STEPS}] train: {how}: {len(h.val_loss)} epochs (best {h.best_epoch + 1}"
-        f"{f', {h.stopped_by}' if h.stopped_early else ''}): test accuracy "
-        f"{final.test_accuracy:.4f}, test loss {final.test_loss:.4f}")
+                                  if k in ("scaler", "pca_components", "augment", "impute")})
+    chosen = final.selection or final
+    h = chosen.history
+    how = ("retrained" if chosen.source == "retrained"
+           else f"{chosen.source}'s own weights, as retraining it would give")
+    line = (f"[3/{STEPS}] train: {how}: {len(h.val_loss)} epochs (best {h.best_epoch + 1}"
+            f"{f', {h.stopped_by}' if h.stopped_early else ''}): test accuracy "
+            f"{chosen.test_accuracy:.4f}")
+    if final.selection is not None:
+        line += f"; {final.source}: test accuracy {final.test_accuracy:.4f}"
+    say(line + f", test loss {final.test_loss:.4f}"
+        + (f", test balanced accuracy {final.test_metrics['balanced_accuracy']:.4f} (always "
+           f"{final.baseline['predicts']!r}: {final.baseline['balanced_accuracy']:.4f})"
+           if final.test_metrics and final.baseline else ""))
     return final
 
 
@@ -181,8 +193,10 @@ def audit(final: FinalModel, splits: Splits, outcome: SearchOutcome,
     n_train = len(splits.y_train)
     verdict = assess(
         final.history.curves(), cfg.audit, params_trainable=rep.trainable_params,
-        n_train=n_train, test_accuracy=final.test_accuracy, n_trials=len(outcome.records),
+        n_train=n_train, test_accuracy=(final.selection or final).test_accuracy,
+        n_trials=len(outcome.records),
         restored_best=True, fold_scores=outcome.best_trial().fold_val_accuracy or None,
+        test_metrics=final.test_metrics, baseline=final.baseline,
     )
     rows = [
         {"layer": r.name, "type": r.type, "params": r.params,

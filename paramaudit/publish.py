@@ -2,6 +2,11 @@
 
 ``publish`` returns a ``Publication``: the run's summary (the ``--output-json`` contract and the
 flow's return value) and, apart from it, the views the Prefect layer turns into artifacts.
+
+The test split's metrics are published beside the majority-class baseline's (paramaudit.metrics):
+MLflow metrics ``test_<name>`` and ``baseline_<name>`` (accuracy, balanced_accuracy, f1_macro,
+roc_auc, log_loss), ``report/metrics.json``, ``plots/confusion_matrix.png``; a model that does
+not beat the baseline (the verdict's ``baseline`` rule) is never made champion.
 """
 
 from __future__ import annotations
@@ -19,6 +24,14 @@ from paramaudit import audit as audit_lib
 from paramaudit import capacity, report
 from paramaudit.config import PipelineConfig
 from paramaudit.data import Splits
+from paramaudit.metrics import (
+    TASK,
+    comparison_markdown,
+    confusion_markdown,
+    confusion_rows,
+    plot_confusion,
+    scalar_metrics,
+)
 from paramaudit.overfit import Verdict
 from paramaudit.pipeline import AuditResult
 from paramaudit.progress import say
@@ -43,6 +56,9 @@ class Publication:
     report_markdown: str
     capacity_rows: list[dict[str, Any]] = field(default_factory=list)
     importance_rows: list[dict[str, Any]] = field(default_factory=list)
+    confusion_rows: list[dict[str, Any]] = field(default_factory=list)  # of the test split
+    columns_rows: list[dict[str, Any]] = field(default_factory=list)  # the data's columns report
+    baseline_note: str = ""  # the test metrics against the majority baseline, in a sentence
 
 
 @dataclass
@@ -93,7 +109,9 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     imp_rows = importance_rows(result.importance) if result.importance is not None else []
     md = _report_markdown(cfg, splits, final, result, counts, parent_id, ui_url, cap_rows,
                           onset, imp_rows)
+    columns = jsonable(getattr(splits, "columns_report", None))
     _log_artifacts(tracker, parent_id, outcome, final, result, md, chosen, cap_rows, splits.name)
+    _log_data_report(tracker, parent_id, columns)
     registered = None
     if cfg.tracking.log_model:
         registered = register(tracker, parent_id, cfg, final, result.verdict, final.example)
@@ -101,10 +119,66 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
         f"audit and plots")
     summary = run_summary(parent_id, cfg, outcome, final, result, flow_run_id)
     summary.update(registered_model=registered, mlflow_ui={"command": ui_cmd, "url": ui_url})
+    if columns is not None:
+        summary["columns"] = columns
+    if (rows := getattr(splits, "row_counts", None)) is not None:
+        summary["rows"] = jsonable(rows)
     # NaN is not JSON: a failed or skipped trial's losses travel as null
     finite_rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                     for k, v in row.items()} for row in cap_rows]
-    return Publication(summary, md, finite_rows, imp_rows)
+    confusion = final.test_metrics.get("confusion")
+    return Publication(summary, md, finite_rows, imp_rows,
+                       confusion_rows(confusion) if confusion else [], list(columns or []),
+                       _baseline_note(final, result.verdict))
+
+
+def _baseline_note(final: FinalModel, verdict: Verdict) -> str:
+    if not (final.test_metrics and final.baseline):
+        return ""
+    reason = verdict.no_better_than_baseline
+    if reason is not None:
+        return reason.message[0].upper() + reason.message[1:] + "."
+    tm, base = final.test_metrics, final.baseline
+    return (f"balanced accuracy {tm['balanced_accuracy']:.4f} against {base['balanced_accuracy']:.4f} "
+            f"for always predicting {base['predicts']!r} (rows: true class, columns: predicted).")
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as strict JSON: numpy scalars as Python numbers, NaN and infinities as null."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "tolist") and hasattr(value, "ndim"):  # a numpy array or scalar
+        return jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _log_data_report(tracker: Tracker, parent_id: str, columns: list[dict[str, Any]] | None,
+                     ) -> None:
+    """The data's columns report (when the data step made one), as JSON and markdown."""
+    if not columns:
+        return
+    with scratch_dir() as tmp:
+        d = Path(tmp)
+        (d / "columns.json").write_text(json.dumps(columns, indent=2))
+        (d / "columns.md").write_text(table_markdown(columns))
+        for name in ("columns.json", "columns.md"):
+            tracker.log_file(parent_id, d / name, "report")
+
+
+def table_markdown(rows: list[dict[str, Any]]) -> str:
+    """Rows of dicts as a markdown table, the columns in the order they first appear."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+
+    def cell(v: Any) -> str:
+        return "" if v is None else str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(row.get(k)) for k in keys) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def _log_metrics(tracker: Tracker, parent_id: str, splits: Splits, outcome: SearchOutcome,
@@ -121,6 +195,12 @@ def _log_metrics(tracker: Tracker, parent_id: str, splits: Splits, outcome: Sear
         "trials_finished": counts.finished, "trials_failed": counts.failed,
         "trials_skipped": counts.skipped, "search_seconds": outcome.seconds, "n_train": n_train,
     }
+    # test_accuracy and test_loss above stay the training loop's own numbers
+    metrics = {**scalar_metrics(final.test_metrics, "test"),
+               **scalar_metrics(final.baseline, "baseline"), **metrics}
+    for split, scores in final.split_metrics.items():  # the final model's train and val splits
+        metrics.update({f"{split}_{k}": scores[k] for k in ("balanced_accuracy", "f1_macro", "roc_auc")
+                        if scores.get(k) is not None})
     if result.pca:
         metrics.update(first_layer_params=result.pca["params_with_pca"],
                        first_layer_params_without_pca=result.pca["params_without_pca"])
@@ -136,14 +216,20 @@ def _log_metrics(tracker: Tracker, parent_id: str, splits: Splits, outcome: Sear
 def _log_tags(tracker: Tracker, parent_id: str, cfg: PipelineConfig, outcome: SearchOutcome,
               final: FinalModel, result: AuditResult) -> None:
     verdict, rep = result.verdict, result.report
+    tm, base = final.test_metrics, final.baseline
+    vs_baseline = (f" (balanced accuracy {tm['balanced_accuracy']:.4f}, always "
+                   f"{base['predicts']!r} scores {base['balanced_accuracy']:.4f})"
+                   if tm and base else "")
+    baseline_tags = {"beats_baseline": str(verdict.no_better_than_baseline is None).lower()} \
+        if tm and base else {}
     tracker.set_tags(parent_id, {
         "overfit_verdict": verdict.verdict, "overfit_reasons": verdict.tag_text(),
         "best_trial_id": outcome.best_trial_id,
-        "final_model_source": final.source,
+        "final_model_source": final.source, **baseline_tags,
         # the run's description in the MLflow UI
         "mlflow.note.content": (
             f"Overfitting verdict **{verdict.verdict}**; test accuracy "
-            f"{final.test_accuracy:.4f}; {rep.trainable_params:,} trainable parameters; "
+            f"{final.test_accuracy:.4f}{vs_baseline}; {rep.trainable_params:,} trainable parameters; "
             f"{len(outcome.records)} trials ({cfg.search.algorithm} search). "
             + ("; ".join(verdict.to_dict()["reasons"]) or "No overfitting rule fired.")),
     })
@@ -171,7 +257,19 @@ def _report_markdown(cfg: PipelineConfig, splits: Splits, final: FinalModel, res
         mlflow_run_id=parent_id, mlflow_link=ui_url, audit_markdown=report.render(rep, "markdown"),
         capacity_markdown=capacity_markdown(cap_rows, onset),
         importance_markdown=importance_markdown(imp_rows, result.importance_note),
+        metrics_markdown=_metrics_markdown(final),
     )
+
+
+def _metrics_markdown(final: FinalModel) -> str:
+    """The test metrics beside the majority baseline's, then the confusion matrix."""
+    if not (final.test_metrics and final.baseline):
+        return ""
+    parts = [comparison_markdown(final.test_metrics, final.baseline)]
+    if final.test_metrics.get("confusion"):
+        parts += ["", "Confusion matrix of the test split (rows: true class, columns: predicted):",
+                  "", confusion_markdown(final.test_metrics["confusion"])]
+    return "\n".join(parts)
 
 
 def _log_artifacts(tracker: Tracker, parent_id: str, outcome: SearchOutcome, final: FinalModel,
@@ -195,6 +293,12 @@ def _log_artifacts(tracker: Tracker, parent_id: str, outcome: SearchOutcome, fin
         tracker.log_file(parent_id, d / "weights.safetensors", "model_weights")
         plot_learning_curves(h, d / "learning_curves.png",
                              title=f"Final model on {data_name}: learning curves")
+        if final.test_metrics.get("confusion"):
+            plot_confusion(final.test_metrics["confusion"], d / "confusion_matrix.png",
+                           title=f"Final model on {data_name}: confusion matrix (test split)")
+            (d / "metrics.json").write_text(json.dumps(
+                {"task": TASK, "test": final.test_metrics, "baseline": final.baseline,
+                 **final.split_metrics}, indent=2))
         if result.importance is not None:
             _importance_artifacts(tracker, parent_id, outcome, result, d)
         if result.capacity_points:
@@ -203,7 +307,7 @@ def _log_artifacts(tracker: Tracker, parent_id: str, outcome: SearchOutcome, fin
         for p in sorted(d.glob("*.png")):
             tracker.log_file(parent_id, p, "plots")
         for name in ("report.md", "overfit_verdict.json", "trials.csv", "history.json",
-                     "capacity.csv"):
+                     "capacity.csv", "metrics.json"):
             if (d / name).exists():
                 tracker.log_file(parent_id, d / name, "report")
 
@@ -233,8 +337,13 @@ def run_summary(parent_id: str, cfg: PipelineConfig, outcome: SearchOutcome, fin
     return {
         "mlflow_run_id": parent_id,
         "experiment": cfg.experiment,
+        "task": TASK,
         "best_hyperparameters": final.hyperparameters,
-        "test_metrics": {"accuracy": final.test_accuracy, "loss": final.test_loss},
+        # accuracy and loss: the training loop's own numbers, as before; then every other metric
+        "test_metrics": {**jsonable(final.test_metrics), "accuracy": final.test_accuracy,
+                         "loss": final.test_loss},
+        "baseline": jsonable(final.baseline),
+        "class_labels": list(final.class_labels),
         "params_total": rep.total_params,
         "params_trainable": rep.trainable_params,
         "overfit": result.verdict.to_dict(),
@@ -306,18 +415,38 @@ def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: Final
     else:
         info = tracker.log_model(parent_id, final.model, example, registered_name=name)
         version = getattr(info, "registered_model_version", None)
-    passed = verdict.verdict == "ok" or (verdict.verdict == "warn" and cfg.audit.register_on_warn)
-    out: dict[str, Any] = {"name": name, "version": version, "champion": False}
+    why_not = promotion_refusal(verdict, cfg.audit.register_on_warn)
+    out: dict[str, Any] = {"name": name, "version": version, "champion": False,
+                           "reason": why_not}
     if version is not None:
         tracker.client.set_model_version_tag(name, str(version), "overfit_verdict",
                                              verdict.verdict)
-        if passed:
+        if why_not is None:
             tracker.client.set_registered_model_alias(name, "champion", str(version))
             out["champion"] = True
         else:
-            tracker.client.set_model_version_tag(name, str(version), "gate", "failed: overfit")
-    tracker.set_tags(parent_id, {"registry_gate": "champion" if out["champion"] else "not promoted"})
+            tracker.client.set_model_version_tag(name, str(version), "gate", f"failed: {why_not}")
+    tags = {"registry_gate": "champion" if out["champion"] else "not promoted"}
+    if why_not is not None:
+        tags["registry_gate_reason"] = why_not
+        say(f"  registry: version {version} of {name!r} not promoted to champion: {why_not}")
+    tracker.set_tags(parent_id, tags)
     return out
+
+
+def promotion_refusal(verdict: Verdict, register_on_warn: bool) -> str | None:
+    """Why the model must not become champion, or None when it may.
+
+    An overfit verdict never is; a warn only with ``audit.register_on_warn``; and a model no
+    better than always predicting the most frequent class never is, whatever that setting.
+    """
+    if verdict.verdict == "overfit":
+        return "overfit"
+    if (reason := verdict.no_better_than_baseline) is not None:
+        return reason.message
+    if verdict.verdict == "warn" and not register_on_warn:
+        return "warn (audit.register_on_warn: false)"
+    return None
 
 
 def audit_spec(spec: str, meta: bool = False, optimizer: str = "adam") -> audit_lib.AuditReport:

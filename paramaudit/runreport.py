@@ -58,6 +58,7 @@ def markdown_summary(
     audit_markdown: str,
     capacity_markdown: str = "",
     importance_markdown: str = "",
+    metrics_markdown: str = "",
 ) -> str:
     """A markdown report of one pipeline run (Prefect artifact and MLflow artifact)."""
     icon = {"ok": "OK", "warn": "WARNING", "overfit": "OVERFIT"}.get(verdict["verdict"], "?")
@@ -79,6 +80,8 @@ def markdown_summary(
         lines.append(f"- MLflow run: [{mlflow_run_id}]({mlflow_link})")
     else:
         lines.append(f"- MLflow run: `{mlflow_run_id}`")
+    if metrics_markdown:
+        lines += ["", "## Test metrics against the majority baseline", "", metrics_markdown.strip()]
     lines += ["", "## Data", ""]
     lines += [f"- {k}: {_fmt(v)}" for k, v in data.items()]
     lines += ["", "## Chosen hyperparameters", "", "| hyperparameter | value | searched |",

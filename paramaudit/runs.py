@@ -117,6 +117,7 @@ def settings_params(cfg: PipelineConfig, uri: str) -> dict[str, Any]:
         "setting.pca_components": json.dumps(cfg.preprocess.pca_components),
         "setting.augment": json.dumps(cfg.preprocess.augment),
         "setting.categorical": cfg.data.categorical,
+        "setting.impute": json.dumps(cfg.preprocess.impute),
         "setting.cv_folds": cfg.search.cv_folds,
         "setting.val_size": cfg.data.val_size,
         "setting.test_size": cfg.data.test_size,

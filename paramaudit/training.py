@@ -1,4 +1,11 @@
-"""Training loop: minibatch SGD-family optimisers, both splits measured every epoch, early stopping."""
+"""Training loop: minibatch SGD-family optimisers, both splits measured every epoch, early stopping.
+
+Every epoch reports, besides both splits' loss and accuracy, the val split's balanced accuracy,
+macro F1, ROC AUC and log loss (paramaudit.metrics.SEARCH_METRICS: what ``search.metric`` may
+name), from the val predictions it has already made, with numpy. Early stopping and the best
+epoch stay on val loss. The final model is scored once on every split with the full metrics
+and beside the majority-class baseline (FinalModel.test_metrics, FinalModel.baseline).
+"""
 
 from __future__ import annotations
 
@@ -13,9 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from paramaudit.metrics import classification_metrics, epoch_scores, majority_baseline, softmax
 from paramaudit.overfit import Curves, divergence
 from paramaudit.train_hyperparameters import (
     BATCH_SIZE,
+    CLASS_WEIGHT,
+    LABEL_SMOOTHING,
     LEARNING_RATE,
     MOMENTUM,
     OPTIMIZER,
@@ -82,21 +92,49 @@ def make_optimizer(params: Any, hp: Mapping[str, Any]) -> torch.optim.Optimizer:
     return _OPTIMIZER_CLASSES[name](params, **kwargs)
 
 
+def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """``n / (k * n_c)`` for each class c of the training labels ``y`` (k: the classes present).
+
+    scikit-learn's "balanced" weighting: a class's weights sum to n / k, the same for every
+    class. A class with no training row gets 1.0, which no row ever reads.
+    """
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.ones(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             batch_size: int = 2048) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy in eval mode."""
+def _measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             batch_size: int = 2048) -> tuple[float, float, torch.Tensor]:
+    """Mean cross-entropy, accuracy and the logits, in eval mode."""
     was_training = model.training
     model.eval()
-    loss_sum, correct = 0.0, 0
+    loss_sum, correct, outputs = 0.0, 0, []
     for start in range(0, len(y), batch_size):
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
         logits = model(xb)
         loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
         correct += int((logits.argmax(1) == yb).sum())
+        outputs.append(logits)
     model.train(was_training)
     n = max(len(y), 1)
-    return loss_sum / n, correct / n
+    return loss_sum / n, correct / n, torch.cat(outputs) if outputs else torch.empty(0, 0)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             batch_size: int = 2048) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy in eval mode."""
+    loss, acc, _ = _measure(model, x, y, batch_size)
+    return loss, acc
+
+
+def predict_proba(model: nn.Module, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    """Class probabilities (float64 softmax) of rows ``x`` in eval mode."""
+    xt, yt = as_tensors(x, np.zeros(len(x), np.int64))
+    _, _, logits = _measure(model, xt, yt, batch_size)
+    return softmax(logits.numpy())
 
 
 def as_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,6 +181,13 @@ class EpochTrainer:
         sub = torch.randperm(len(self.y_tr), generator=self.gen)[:TRAIN_EVAL_ROWS]
         self.x_tr_eval, self.y_tr_eval = self.x_tr[sub], self.y_tr[sub]
         self.optimizer = make_optimizer(model.parameters(), hp)
+        self.weighting = CLASS_WEIGHT.read(hp)
+        if self.weighting not in ("none", "balanced"):
+            raise ValueError(f"unknown class_weight {self.weighting!r}")
+        self.loss_weight: torch.Tensor | None = None  # set at the first batch: needs the class count
+        # training loss only: val and test losses stay the plain cross-entropy
+        self.label_smoothing = LABEL_SMOOTHING.read(hp)
+        self.y_va_np = np.asarray(val[1], np.int64)
         self.batch_size = BATCH_SIZE.read(hp)
         self.augment_shape = augment_shape
         self.restore_best = restore_best
@@ -161,15 +206,21 @@ class EpochTrainer:
             if self.augment_shape is not None:
                 xb = augment_images(xb, self.augment_shape, self.gen)
             opt.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(xb), self.y_tr[idx])
+            logits = model(xb)
+            if self.weighting == "balanced" and self.loss_weight is None:
+                self.loss_weight = torch.as_tensor(
+                    class_weights(self.y_tr.numpy(), logits.shape[1]), dtype=logits.dtype)
+            loss = nn.functional.cross_entropy(logits, self.y_tr[idx], weight=self.loss_weight,
+                                               label_smoothing=self.label_smoothing)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"loss became {loss.item()} at epoch {epoch + 1}")
             loss.backward()
             opt.step()
         tr_loss, tr_acc = evaluate(model, self.x_tr_eval, self.y_tr_eval)
-        va_loss, va_acc = evaluate(model, self.x_va, self.y_va)
+        va_loss, va_acc, va_logits = _measure(model, self.x_va, self.y_va)
         if not (math.isfinite(tr_loss) and math.isfinite(va_loss)):
             raise NonFiniteLossError(f"loss became non-finite at epoch {epoch + 1}")
+        scores = epoch_scores(self.y_va_np, softmax(va_logits.numpy()))
         h = self.history
         h.train_loss.append(tr_loss)
         h.train_accuracy.append(tr_acc)
@@ -182,7 +233,9 @@ class EpochTrainer:
         else:
             self.bad_epochs += 1
         return {"train_loss": tr_loss, "train_accuracy": tr_acc,
-                "val_loss": va_loss, "val_accuracy": va_acc}
+                "val_loss": va_loss, "val_accuracy": va_acc,
+                **{f"val_{k}": v for k, v in scores.items()},
+                "val_log_loss": va_loss}  # the same cross-entropy, by its scikit-learn name
 
     def finish(self) -> History:
         """Restore the best weights (when kept) and leave the model in eval mode."""
@@ -294,7 +347,13 @@ def image_shape(splits: Any) -> tuple[int, ...] | None:
 
 @dataclass
 class FinalModel:
-    """The chosen configuration trained once more, and its one look at the test split."""
+    """The chosen configuration trained once more, and its one look at the test split.
+
+    ``test_loss`` and ``test_accuracy`` stay for compatibility; ``test_metrics`` has them all
+    (metrics.classification_metrics), ``baseline`` the same for always predicting the most
+    frequent training class (metrics.majority_baseline), ``split_metrics`` the train and val
+    splits' (the train split in full, in eval mode).
+    """
 
     model: nn.Module
     history: History
@@ -305,6 +364,37 @@ class FinalModel:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     # where the weights come from: "retrained", or "trial N" (its saved best weights)
     source: str = "retrained"
+    test_metrics: dict[str, Any] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)
+    split_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    class_labels: list[str] = field(default_factory=list)
+    # refit on train + val (train.refit): the model the search chose, trained on the train
+    # split alone and scored on test: what the overfitting rules judge (``history`` is its)
+    selection: FinalModel | None = None
+
+
+def class_labels(splits: Any) -> list[str]:
+    """The splits' class labels as strings (index i is label i); "0", "1", ... when unnamed."""
+    names = getattr(splits, "class_names", None)
+    return [str(c) for c in names] if names else [str(i) for i in range(splits.n_classes)]
+
+
+def _scored(model: nn.Module, history: History, hp: Mapping[str, Any], splits: Any,
+            source: str = "retrained") -> FinalModel:
+    """The final model with its one look at the test split, every split's metrics and the
+    majority baseline's."""
+    labels = class_labels(splits)
+    x_te, y_te = as_tensors(splits.x_test, splits.y_test)
+    test_loss, test_acc, logits = _measure(model, x_te, y_te)
+    test = classification_metrics(splits.y_test, softmax(logits.numpy()), labels)
+    test["loss"] = test_loss  # the training loop's own cross-entropy, as test_loss
+    per_split = {name: classification_metrics(y, predict_proba(model, x), labels)
+                 for name, x, y in (("train", splits.x_train, splits.y_train),
+                                    ("val", splits.x_val, splits.y_val))}
+    return FinalModel(model, history, test_loss, test_acc, dict(hp), splits.x_test[:5],
+                      source=source, test_metrics=test,
+                      baseline=majority_baseline(splits.y_train, splits.y_test, labels),
+                      split_metrics=per_split, class_labels=labels)
 
 
 def train_best(splits: Any, model_name: str, hp: Mapping[str, Any], *, max_epochs: int,
@@ -318,8 +408,37 @@ def train_best(splits: Any, model_name: str, hp: Mapping[str, Any], *, max_epoch
     history = fit(model, (splits.x_train, splits.y_train), (splits.x_val, splits.y_val), hp,
                   max_epochs=max_epochs, patience=patience, divergence=divergence, seed=seed,
                   restore_best=True, augment_shape=image_shape(splits) if augment else None)
-    test_loss, test_acc = evaluate(model, *as_tensors(splits.x_test, splits.y_test))
-    return FinalModel(model, history, test_loss, test_acc, dict(hp), splits.x_test[:5])
+    return _scored(model, history, hp, splits)
+
+
+def refit(splits: Any, model_name: str, selection: FinalModel, *, epochs: int, seed: int,
+          augment: bool = False) -> FinalModel:
+    """The chosen hyperparameters trained again on train + val for ``epochs``, scored on test.
+
+    As scikit-learn's ``refit``: the search chose on val, the model served learns from every row
+    the test split leaves. The epoch count is the one at which the chosen trial's val loss was
+    lowest (there is no val split left to stop on). ``selection`` (the model trained on train
+    alone, with its curves) stays beside it: the overfitting rules judge that one.
+    """
+    from paramaudit.models import build_model
+
+    hp = selection.hyperparameters
+    torch.manual_seed(seed)
+    model = build_model(model_name, tuple(splits.input_shape), splits.n_classes, **hp)
+    x = np.concatenate([splits.x_train, splits.x_val])
+    y = np.concatenate([splits.y_train, splits.y_val])
+    trainer = EpochTrainer(model, (x, y), (splits.x_val, splits.y_val), hp, seed=seed,
+                           augment_shape=image_shape(splits) if augment else None,
+                           restore_best=False)
+    for _ in range(max(1, epochs)):
+        trainer.step()
+    trainer.finish()
+    final = _scored(model, selection.history, hp, splits,
+                    source=f"refit on train + val, {max(1, epochs)} epochs")
+    # val is in this model's training rows: the held-out train/val scores are the selection's
+    final.split_metrics = selection.split_metrics
+    final.selection = selection
+    return final
 
 
 STATE_FILE = "best_state.pt"
@@ -346,6 +465,4 @@ def final_from_state(splits: Any, model_name: str, hp: Mapping[str, Any], state_
     state = torch.load(Path(state_dir) / STATE_FILE, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.eval()
-    test_loss, test_acc = evaluate(model, *as_tensors(splits.x_test, splits.y_test))
-    return FinalModel(model, history, test_loss, test_acc, dict(hp), splits.x_test[:5],
-                      source=source)
+    return _scored(model, history, hp, splits, source=source)

@@ -84,4 +84,16 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
             table=done.capacity_rows,
             description="Trainable parameters against train/val loss for every trial.",
         )
+    if done.confusion_rows:
+        create_table_artifact(
+            key="confusion-matrix",
+            table=done.confusion_rows,
+            description=f"The chosen model on the test split: {done.baseline_note} {link}",
+        )
+    if done.columns_rows:
+        create_table_artifact(
+            key="data-columns",
+            table=done.columns_rows,
+            description=f"The data's columns as the pipeline read them. {link}",
+        )
     return summary

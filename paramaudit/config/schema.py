@@ -20,7 +20,7 @@ from paramaudit.config.space import DEFAULT_SPACE, check_space
 from paramaudit.config.validators import boolean, choice_or_value, one_of, pca
 
 BUILTIN_DATASETS = ("digits", "iris", "wine", "breast_cancer")
-SCALERS = ("standard", "minmax", "robust", "none")
+SCALERS = ("auto", "standard", "minmax", "robust", "none")
 
 
 class _Strict(BaseModel):
@@ -37,9 +37,21 @@ class DataConfig(_Strict):
     test_size: float = Field(0.2, gt=0, lt=1)
     max_rows: int | None = Field(None, ge=10, le=10**12,
                                  description="subsample to at most this many rows")
-    categorical: Literal["error", "onehot"] = "error"
+    categorical: Literal["auto", "onehot", "frequency", "error"] = Field(
+        "auto", description="how text and boolean columns are encoded: auto one-hot encodes up "
+        "to 30 categories and frequency-encodes more; error refuses them")
+    min_category_count: int = Field(
+        5, ge=1, le=10**9, description="categories rarer than this in the train split are pooled")
+    columns: dict[str, Literal["numeric", "categorical", "identifier", "drop", "datetime"]] = Field(
+        default_factory=dict, description="a column's kind, instead of the inferred one")
+    drop: list[str] = Field(default_factory=list, description="columns of the file to leave out")
     image_shape: list[int] | None = Field(
         None, description="declare CSV features as images: [channels, height, width]")
+
+    @field_validator("drop", mode="before")
+    @classmethod
+    def _one_column(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v  # `drop: id` names one column
 
     @field_validator("image_shape")
     @classmethod
@@ -77,20 +89,31 @@ class DataConfig(_Strict):
             )
         if self.val_size + self.test_size >= 0.9:
             raise ValueError("val_size + test_size must leave at least 10% for training")
+        if self.dataset is not None and (self.columns or self.drop):
+            raise ValueError(
+                f"columns and drop name columns of a data file (path); the built-in data set "
+                f"{self.dataset!r} has none to name: drop them or give path"
+            )
         return self
 
 
 class PreprocessConfig(_Strict):
     """How features are prepared before training; each choice can be searched like a hyperparameter."""
 
-    scaler: Any = "standard"
+    scaler: Any = "auto"  # minmax for images, standard for tables (data.preprocess.resolve_scaler)
     pca_components: Any = None
     augment: Any = False
+    impute: Any = "median"  # missing numeric values: median, mean, most_frequent or constant (0)
 
     @field_validator("scaler")
     @classmethod
     def _scaler(cls, v: Any) -> Any:
         return choice_or_value(v, one_of(SCALERS), "scaler")
+
+    @field_validator("impute")
+    @classmethod
+    def _impute(cls, v: Any) -> Any:
+        return choice_or_value(v, one_of(("median", "mean", "most_frequent", "constant")), "impute")
 
     @field_validator("pca_components")
     @classmethod
@@ -104,12 +127,12 @@ class PreprocessConfig(_Strict):
 
     def searched(self) -> dict[str, list[Any]]:
         """The preprocessing choices the search varies, by name."""
-        return {k: v["choice"] for k in ("scaler", "pca_components", "augment")
+        return {k: v["choice"] for k in ("scaler", "pca_components", "augment", "impute")
                 if isinstance(v := getattr(self, k), dict)}
 
     def fixed(self) -> dict[str, Any]:
         """The preprocessing choices that are fixed."""
-        return {k: v for k in ("scaler", "pca_components", "augment")
+        return {k: v for k in ("scaler", "pca_components", "augment", "impute")
                 if not isinstance(v := getattr(self, k), dict)}
 
 
@@ -122,7 +145,14 @@ class SearchConfig(_Strict):
     grace_period: int = Field(3, ge=1, le=MAX_EPOCHS)
     reduction_factor: int = Field(3, ge=2, le=1_000)
     max_concurrent: int | None = Field(None, ge=1, le=MAX_TRIALS)
-    metric: Literal["val_loss", "val_accuracy"] = "val_loss"
+    # What picks the best trial (paramaudit.metrics.SEARCH_METRICS has each one's direction).
+    # val_loss by default: cross-entropy is a proper scoring rule, so a model that always
+    # answers the majority class scores only the class priors' entropy, which any model that
+    # learned something beats; val_accuracy rewards that same model with the majority's share
+    # on a lopsided table. val_balanced_accuracy and val_f1_macro cannot be fooled that way
+    # either but move in coarse steps on a small val split; val_roc_auc ignores calibration.
+    metric: Literal["val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro",
+                    "val_roc_auc", "val_log_loss"] = "val_loss"
     max_params: int | None = Field(None, ge=1, le=10**15)
     max_params_per_sample: float | None = Field(None, gt=0)
     cv_folds: int | None = Field(None, ge=2, le=20, description="k-fold cross-validation per trial")
@@ -154,6 +184,8 @@ class TrainConfig(_Strict):
 
     max_epochs: int = Field(30, ge=1, le=MAX_EPOCHS)
     patience: int = Field(5, ge=1, le=MAX_EPOCHS)
+    refit: bool = Field(True, description="train the chosen configuration again on train + val "
+                                          "for the final model (the verdict judges the trial's)")
 
 
 class OverfitConfig(_Strict):
@@ -166,6 +198,9 @@ class OverfitConfig(_Strict):
     max_selection_optimism: float = Field(0.03, ge=0, description="val accuracy - test accuracy")
     max_params_per_sample: float = Field(100.0, gt=0)
     max_fold_spread: float = Field(0.05, ge=0)
+    min_baseline_margin: float = Field(
+        0.02, ge=0, le=1, description="test balanced accuracy must beat always predicting the "
+        "most frequent training class by this much, or the model is not promoted")
     fail_on_overfit: bool = False
     register_on_warn: bool = True
 

@@ -35,14 +35,15 @@ CONTINUOUS = ("uniform", "loguniform")
 # shows users the same space (a unit test keeps the two equal, order included: Ray Tune samples
 # a space's hyperparameters in its order, so the order decides which trials a seed draws).
 DEFAULT_SPACE: dict[str, Any] = {
-    "learning_rate": {"loguniform": [1e-4, 1e-1]},
-    "batch_size": {"choice": [32, 64, 128]},
-    "num_layers": {"choice": [1, 2, 3]},
-    "hidden_size": {"choice": [32, 64, 128, 256]},
-    "dropout": {"uniform": [0.0, 0.5]},
-    "weight_decay": {"loguniform": [1e-6, 1e-2]},
-    "optimizer": {"choice": ["adam", "sgd", "rmsprop"]},
+    "learning_rate": {"loguniform": [3e-4, 3e-3]},
+    "batch_size": {"choice": [32, 64]},
+    "num_layers": {"choice": [1, 2]},
+    "hidden_size": {"choice": [256, 512, 1024]},
+    "dropout": {"uniform": [0.1, 0.4]},
+    "weight_decay": {"loguniform": [1e-4, 1e-2]},
+    "optimizer": {"choice": ["adam", "adamw"]},
     "activation": "relu",
+    "label_smoothing": 0.1,
 }
 
 

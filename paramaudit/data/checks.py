@@ -4,16 +4,15 @@ All of it runs before any server or search starts (:func:`check_inputs`, the CLI
 and every problem a user can cause is a one-line :class:`DataError` or :class:`ConfigError`
 that names the file, column or config field.
 
-What a table's columns must be:
+What a table must be:
 
-- the target holds at most ``MAX_CLASSES`` classes of at least ``MIN_PER_CLASS`` rows each
-  (more distinct values is a regression target or an identifier);
-- a feature column is categorical when pandas does not read it as numbers (text, booleans,
-  dates); such columns are refused unless ``data.categorical: onehot``;
-- a missing categorical value (empty cell, NaN) is a category of its own, ``"(missing)"``;
-- a column with more than ``MAX_CATEGORIES`` distinct values is refused (an identifier or free
-  text, not a category), and so is a column that is numbers except for a few placeholders such
-  as ``?`` (a numeric column with a typo, in either mode).
+- the target: rows without a value are dropped and counted (``row_counts``), and what is left
+  holds at most ``MAX_CLASSES`` classes of at least ``MIN_PER_CLASS`` rows each; class names
+  are the file's own values (strings, yes/no, booleans, integers);
+- the feature columns: each is numeric, categorical, a date or dropped (an identifier, a
+  constant, all missing, free text), inferred or set by ``data.columns``
+  (:mod:`paramaudit.data.columns`); at least one must be left. With ``data.categorical: error``
+  categorical columns are refused; with ``onehot`` one of more than ``MAX_CATEGORIES`` values is.
 """
 
 from __future__ import annotations
@@ -26,7 +25,17 @@ import numpy as np
 import pandas as pd
 
 from paramaudit.config import DataConfig, PipelineConfig, PreprocessConfig, declared_hyperparameters, quote
-from paramaudit.data.preprocess import Splits, fit_encoding, split_and_scale, split_indices
+from paramaudit.data.columns import (
+    MISSING_CATEGORY,
+    Features,
+    build_features,
+    check_column_names,
+    missing_to_na,
+    no_usable_features,
+    numeric_report,
+    target_row,
+)
+from paramaudit.data.preprocess import Splits, fit_encoding, missing_columns, split_and_scale, split_indices
 from paramaudit.data.read import (
     MAX_COLUMN_NAME,
     Dataset,
@@ -37,17 +46,26 @@ from paramaudit.data.read import (
 )
 from paramaudit.errors import ConfigError, DataError
 
+__all__ = ["MAX_CATEGORIES", "MAX_CLASSES", "MIN_PER_CLASS", "MISSING_CATEGORY", "check_dataset",
+           "check_inputs", "check_preprocessing", "check_split", "dataset_from_frame",
+           "load_and_split", "load_dataset"]
+
 MIN_PER_CLASS = 3  # one sample each for train, val and test under a stratified split
-MAX_CLASSES = 100  # more distinct target values than this is a regression target or an id
-MAX_CATEGORIES = 200  # more distinct values in one categorical column is an id or free text
-MISSING_CATEGORY = "(missing)"
+MAX_CLASSES = 100  # more distinct target values than this is not a set of classes
+MAX_CATEGORIES = 200  # data.categorical: onehot encodes at most this many values of a column
 
 
 # --------------------------------------------------------------------------- a table's columns
 
 
-def _labels(frame: pd.DataFrame, target: str, shown: str) -> pd.Series:
-    """The target column, once it is there, complete and a plausible set of classes."""
+def _short(names: list[str], limit: int = 5) -> str:
+    shown = [n if len(n) <= 40 else f"{n[:40]}..." for n in names[:limit]]
+    return ", ".join(shown) + (" ..." if len(names) > limit else "")
+
+
+def _labels(frame: pd.DataFrame, target: str, shown: str) -> tuple[pd.Series, np.ndarray | None]:
+    """The target's values on the rows that have one (and which rows those are: None for all),
+    once the column is there and a plausible set of classes."""
     if frame.shape[0] == 0:
         raise DataError(f"data file {shown!r}: a header but no rows")
     if target not in frame.columns:
@@ -58,103 +76,81 @@ def _labels(frame: pd.DataFrame, target: str, shown: str) -> pd.Series:
     if frame.shape[1] < 2:
         raise DataError(f"data file {shown!r}: no feature columns besides the target {target!r}")
     labels = frame[target]
-    if labels.isna().any():
-        raise DataError(
-            f"data file {shown!r}: target column {target!r} has {int(labels.isna().sum())} "
-            "missing values"
-        )
-    n_classes, n_rows = len(labels.unique()), len(labels)
+    missing = missing_to_na(labels)[0].isna().to_numpy()
+    if missing.all():
+        raise DataError(f"data file {shown!r}: target column {quote(target)} is all missing")
+    keep = ~missing if missing.any() else None
+    if keep is not None:
+        labels = labels[keep]
+    labels = labels.reset_index(drop=True)
+    present = labels.dropna()
+    if pd.api.types.is_float_dtype(labels) and bool((present == present.round()).all()):
+        labels = labels.astype(np.int64)  # integers pandas read as floats: 1, not 1.0
+    n_classes, n_rows = int(labels.nunique()), len(labels)
+    if n_classes < 2:  # before the features' work, and whatever becomes of them
+        raise DataError(f"data file {shown!r}: the target has one class; need at least two")
     if n_classes > MAX_CLASSES or (n_classes > n_rows / 2 and n_classes > 2):
         raise DataError(
             f"data file {shown!r}: target column {target!r} has {n_classes} distinct values in "
-            f"{n_rows} rows: a continuous (regression) target or an identifier? paramaudit trains "
-            f"classifiers (at most {MAX_CLASSES} classes, {MIN_PER_CLASS}+ rows each); "
-            "bin it into classes or name the label column"
+            f"{n_rows} rows, too many to be classes (at most {MAX_CLASSES}, {MIN_PER_CLASS}+ rows "
+            "each; a continuous value or an identifier?); bin it into classes or name the label "
+            "column"
         )
-    return labels
+    return labels, keep
 
 
-def _numeric_with_typos(col: pd.Series) -> list[str]:
-    """The stray values of a column that is numbers apart from a few placeholders ('?', 'n/a')."""
-    present = col.dropna()
-    if present.empty or pd.api.types.is_bool_dtype(col):
-        return []
-    as_numbers = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
-    bad = present[as_numbers.isna()]
-    if len(bad) == 0 or len(bad) > 0.1 * len(present):
-        return []
-    return sorted({str(v) for v in bad.tolist()})
-
-
-def _non_numeric(features: pd.DataFrame, categorical: str, shown: str) -> list[str]:
-    """The categorical feature columns; refused unless one-hot encoding was asked for."""
-    non_numeric = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
-                   or pd.api.types.is_bool_dtype(features[c])]
-    for c in non_numeric:
-        stray = _numeric_with_typos(features[c])
-        if stray:
-            raise DataError(
-                f"data file {shown!r}: feature column {c!r} is numeric except for "
-                f"{', '.join(repr(s) for s in stray[:3])}{' ...' if len(stray) > 3 else ''}; "
-                "leave missing cells empty or fix those values"
-            )
-    if non_numeric and categorical != "onehot":
-        raise DataError(
-            f"data file {shown!r}: non-numeric feature columns {', '.join(non_numeric[:5])}"
-            f"{' ...' if len(non_numeric) > 5 else ''}; set data.categorical: onehot to one-hot "
-            "encode them, or drop them"
-        )
-    return non_numeric
-
-
-def _numeric_matrix(numeric: pd.DataFrame, shown: str) -> np.ndarray:
-    """The numeric columns as float64, finite and within float32's range."""
-    x = numeric.to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(x)
-    if bad.any():
-        cols = [str(numeric.columns[i]) for i in np.where(bad.any(axis=0))[0]]
-        raise DataError(
-            f"data file {shown!r}: NaN or infinite values in feature columns {', '.join(cols[:5])}"
-        )
-    if np.abs(x).max(initial=0.0) > np.finfo(np.float32).max:
-        raise DataError(f"data file {shown!r}: feature values overflow float32")
-    return x
-
-
-def _categorical_frame(features: pd.DataFrame, columns: list[str], shown: str) -> pd.DataFrame:
-    """The categorical columns as strings, a missing value as ``MISSING_CATEGORY``."""
-    out = {}
-    for c in columns:
-        col = features[c]
-        values = [MISSING_CATEGORY if pd.isna(v) else str(v) for v in col.astype(object).tolist()]
-        distinct = len(set(values))
-        if distinct > MAX_CATEGORIES:
-            raise DataError(
-                f"data file {shown!r}: categorical column {c!r} has {distinct} distinct values "
-                f"(more than {MAX_CATEGORIES}): an identifier or free text, not a category; drop it"
-            )
-        out[c] = values
-    return pd.DataFrame(out, columns=columns)
-
-
-def dataset_from_frame(frame: pd.DataFrame, target: str, name: str, digest: str,
-                       categorical: str = "error") -> Dataset:
-    """A table's rows as a :class:`Dataset`, once its columns pass the checks above."""
-    frame = frame.rename(columns=str)
-    labels = _labels(frame, target, name)
-    features = frame.drop(columns=[target])
-    non_numeric = _non_numeric(features, categorical, name)
-    numeric = features.drop(columns=non_numeric)
-    x = _numeric_matrix(numeric, name)
-    cats = _categorical_frame(features, non_numeric, name) if non_numeric else None
-    # numeric labels keep their numeric order (0, 1, 2, ..., 10), others sort as text
+def _class_order(labels: pd.Series) -> list[Any]:
+    """Numbers (also written as text) in numeric order (0, 1, 2, ..., 10), the rest as text."""
     uniques = labels.unique().tolist()
-    classes = sorted(uniques) if pd.api.types.is_numeric_dtype(labels) else sorted(uniques, key=str)
+    if pd.api.types.is_numeric_dtype(labels) or pd.api.types.is_bool_dtype(labels):
+        return sorted(uniques)
+    as_numbers = pd.to_numeric(pd.Series(uniques, dtype=object), errors="coerce")
+    if as_numbers.notna().all():
+        return [u for _, u in sorted(zip(as_numbers.tolist(), uniques, strict=True),
+                                     key=lambda p: (p[0], str(p[1])))]
+    return sorted(uniques, key=str)
+
+
+def _check_categorical(feats: Features, cfg: DataConfig, shown: str) -> None:
+    """data.categorical: error refuses categorical columns; onehot refuses too many values."""
+    cols = [] if feats.categorical is None else [str(c) for c in feats.categorical.columns]
+    if cols and cfg.categorical == "error":
+        raise DataError(
+            f"data file {shown!r}: non-numeric feature columns {_short(cols)}; set "
+            "data.categorical: auto or onehot to encode them, or leave them out (data.drop)"
+        )
+    if cfg.categorical == "onehot":
+        assert feats.categorical is not None or not cols
+        for c in cols:
+            distinct = int(feats.categorical[c].nunique())  # type: ignore[index]
+            if distinct > MAX_CATEGORIES:
+                raise DataError(
+                    f"data file {shown!r}: categorical column {quote(c)} has {distinct} distinct "
+                    f"values, too many to one-hot encode (more than {MAX_CATEGORIES}); set "
+                    "data.categorical: auto to frequency-encode it, or drop it"
+                )
+
+
+def dataset_from_frame(frame: pd.DataFrame, cfg: DataConfig, name: str, digest: str) -> Dataset:
+    """A table's rows as a :class:`Dataset`, once its columns pass the checks above."""
+    assert cfg.target is not None
+    frame = frame.rename(columns=str)
+    labels, keep = _labels(frame, cfg.target, name)
+    check_column_names(frame, cfg, name)
+    feats = build_features(frame, cfg, name, keep)
+    if not feats.names and feats.categorical is None:
+        raise no_usable_features(feats.report, name)
+    _check_categorical(feats, cfg, name)
+    classes = _class_order(labels)
     index = {c: i for i, c in enumerate(classes)}
     y = labels.map(index).to_numpy(dtype=np.int64)
+    by_column = {r["column"]: r for r in feats.report}
+    by_column[cfg.target] = target_row(cfg.target, labels, len(frame), len(classes))
     return Dataset(
-        x.astype(np.float32), y, [str(c) for c in numeric.columns], [str(c) for c in classes],
-        name, digest, categorical=cats,
+        feats.x, y, feats.names, [str(c) for c in classes], name, digest,
+        categorical=feats.categorical, sources=feats.sources,
+        columns_report=[by_column[str(c)] for c in frame.columns],
+        row_counts={"read": len(frame), "dropped_missing_target": len(frame) - len(labels)},
     )
 
 
@@ -205,6 +201,7 @@ def _subsample(ds: Dataset, max_rows: int) -> None:
             f"{ds.name!r} is impossible ({err}); raise max_rows"
         ) from None
     keep = np.sort(keep)
+    ds.row_counts["dropped_by_max_rows"] = len(ds.y) - len(keep)
     ds.x, ds.y = ds.x[keep], ds.y[keep]
     if ds.categorical is not None:
         ds.categorical = ds.categorical.iloc[keep].reset_index(drop=True)
@@ -214,11 +211,16 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     """Load the configured data set and check it can be split and trained on."""
     if cfg.dataset is not None:
         ds = load_builtin(cfg.dataset)
+        n = len(ds.y)
+        ds.columns_report = [*numeric_report(ds.x, ds.feature_names),
+                             target_row("target", pd.Series(ds.y), n, len(ds.class_names))]
+        ds.row_counts = {"read": n, "dropped_missing_target": 0}
     else:
         assert cfg.path is not None and cfg.target is not None  # the config validated this
         path = Path(cfg.path)
         frame = read_table(path)
-        ds = dataset_from_frame(frame, cfg.target, str(path), file_digest(path), cfg.categorical)
+        ds = dataset_from_frame(frame, cfg, str(path), file_digest(path))
+        del frame  # the features are in ds now; the frame's memory can go
     if cfg.image_shape is not None:
         _apply_image_shape(ds, cfg.image_shape)
     check_dataset(ds)  # before subsampling too: a stratified subsample needs the same guarantees
@@ -237,9 +239,12 @@ def _choices(value: Any) -> list[Any]:
 
 
 def _check_preprocess_choices(pre: PreprocessConfig, ds: Dataset, n_features: int,
-                              n_train: int | None = None, encoded: int = 0) -> None:
+                              n_train: int | None = None, encoded: int = 0,
+                              indicators: int = 0) -> None:
     """Every choice of preprocess.* must work on this data (each is tried by some trial)."""
-    after = f" ({encoded} of them from one-hot encoding)" if encoded else ""
+    parts = ([f"{encoded} of them from encoding categorical columns"] if encoded else []) + (
+        [f"{indicators} missing-value indicators"] if indicators else [])
+    after = f" ({', '.join(parts)})" if parts else ""
     for k in _choices(pre.pca_components):
         if isinstance(k, int) and not isinstance(k, bool):
             if k > n_features:
@@ -299,14 +304,16 @@ def _check_cnn(cfg: PipelineConfig, ds: Dataset) -> None:
 def check_preprocessing(cfg: PipelineConfig, ds: Dataset) -> None:
     """Preprocessing and model choices that cannot work on this data: a one-line ConfigError.
 
-    pca_components above the number of features (after one-hot) or train rows, augmentation or
-    a CNN on non-image data, PCA before a CNN, a CNN kernel larger than the image.
+    pca_components above the number of features (after encoding and missing indicators) or
+    train rows, augmentation or a CNN on non-image data, PCA before a CNN, a CNN kernel larger
+    than the image.
     """
     idx_train, _, _ = split_indices(ds, cfg.data, cfg.seed)
-    enc = fit_encoding(ds, idx_train)
+    enc = fit_encoding(ds, idx_train, cfg.data)
     encoded = enc.n_out if enc else 0
-    n_features = ds.x.shape[1] + encoded
-    _check_preprocess_choices(cfg.preprocess, ds, n_features, len(idx_train), encoded)
+    indicators = len(missing_columns(ds, idx_train)["indicator_columns"])
+    n_features = ds.x.shape[1] + encoded + indicators
+    _check_preprocess_choices(cfg.preprocess, ds, n_features, len(idx_train), encoded, indicators)
     if "cnn" in cfg.model_choices():
         _check_cnn(cfg, ds)
 
@@ -347,6 +354,7 @@ def check_inputs(cfg: PipelineConfig) -> Dataset:
 
 
 def load_and_split(cfg: PipelineConfig) -> Splits:
-    """Step 1 of the pipeline: every check of :func:`check_inputs`, then the split and scaling."""
+    """Step 1 of the pipeline: every check of :func:`check_inputs`, then the split and the
+    preprocessing; the splits carry the columns report and the row counts."""
     ds = check_inputs(cfg)
     return split_and_scale(ds, cfg.data, cfg.preprocess, cfg.seed)

@@ -1,216 +1,45 @@
 """Splitting and preprocessing, fitted on the train split only (no leakage).
 
-A stratified train/val/test split (:func:`split_indices`), then the one-hot encoding of
-categorical columns, the scaler and the optional PCA, each fitted on the train rows and applied
-unchanged to val and test (:func:`split_and_scale`). A search that tries other preprocessing
-refits it on the same rows (:func:`refit_preprocessing`).
+A stratified train/val/test split (:func:`split_indices`), then the encoding of categorical
+columns (:mod:`paramaudit.data.encode`), then the :class:`Preprocessor`: imputation of missing
+values, the scaler and the optional PCA, each fitted on the train rows and applied unchanged to
+val and test (:func:`split_and_scale`). A search that tries other preprocessing refits it on the
+same rows (:func:`refit_preprocessing`).
 
-Categorical columns (``data.categorical: onehot``): the categories are the values seen in the
-**train** split; a value first seen in val or test encodes as all zeros (no crash); encoded
-columns come after the numeric ones, named ``column=value``.
-
-The one-hot encoding is scikit-learn's ``OneHotEncoder``. The scaler and PCA stay hand-written:
-scikit-learn's scalers give different numbers (see :class:`Scaler`) while the fitted ones are
-pickled in the preprocess step's cached result under unchanged cache keys, and the PCA is an
-exact SVD with a fixed sign per component (deterministic across machines).
+Missing values (``preprocess.impute``, searchable like the scaler): the numeric columns with
+gaps in any split are imputed (with statistics of the train rows: which columns have gaps is
+all val and test tell), and each raw column with gaps in the train split gets a 0/1 column
+``COL (missing)`` (one for all the parts of a date; none for image data, whose shape is fixed).
+Which columns those are is decided once, here, so every trial and fold that refits the
+preprocessing (:meth:`Splits.missing_columns`) gives the model the same inputs. Data without
+gaps goes through unchanged: a built-in set's features are what they were before imputation.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from paramaudit.config import DataConfig, PreprocessConfig
+from paramaudit.data.columns import finish_report
+from paramaudit.data.encode import Encoding, OneHot, fit_categorical, fit_onehot
+from paramaudit.data.preprocessor import (
+    IMPUTE_STRATEGIES,
+    Preprocessor,
+    Scaler,
+    fit_preprocessor,
+    fit_scaler,
+    gap_columns,
+)
 from paramaudit.data.read import Dataset, data_label
 from paramaudit.errors import DataError
 
-if TYPE_CHECKING:
-    from sklearn.preprocessing import OneHotEncoder
-
-
-@dataclass
-class Scaler:
-    """Per-feature affine map fitted on the training split only.
-
-    Not scikit-learn's scalers: StandardScaler accumulates float32 statistics in float64,
-    MinMaxScaler computes ``x * scale + min`` rather than ``(x - shift) / scale``, their
-    constant-feature guards differ and there is no "none"; outputs would change (by up to 3e-4
-    on digits with StandardScaler) under unchanged cache keys.
-    """
-
-    kind: str
-    shift: np.ndarray
-    scale: np.ndarray
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """Apply the fitted shift and scale."""
-        return ((x - self.shift) / self.scale).astype(np.float32)
-
-
-def fit_scaler(x: np.ndarray, kind: str) -> Scaler:
-    """Fit a scaler on training rows only, so no statistic leaks from val or test."""
-    n = x.shape[1]
-    if kind == "none":
-        return Scaler(kind, np.zeros(n, np.float32), np.ones(n, np.float32))
-    if kind == "standard":
-        shift, scale = x.mean(axis=0), x.std(axis=0)
-    elif kind == "minmax":
-        shift, scale = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
-    elif kind == "robust":
-        q1, med, q3 = np.percentile(x, [25, 50, 75], axis=0)
-        shift, scale = med, q3 - q1
-    else:
-        raise DataError(f"config: preprocess.scaler: unknown scaler {kind!r}")
-    # a constant feature would divide by zero; leave it centred instead
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    return Scaler(kind, shift.astype(np.float32), scale.astype(np.float32))
-
-
-@dataclass
-class OneHot:
-    """One-hot encoding of categorical columns with the categories seen in the train split.
-
-    scikit-learn's ``OneHotEncoder`` encodes: each column's categories sorted, and with
-    ``handle_unknown="ignore"`` a category not seen in train encodes as all zeros.
-    """
-
-    columns: list[str]
-    encoder: OneHotEncoder
-
-    @property
-    def categories(self) -> list[list[str]]:
-        """Each column's categories, in the order of the encoded columns."""
-        return [list(cats) for cats in self.encoder.categories_]
-
-    @property
-    def n_out(self) -> int:
-        """Number of encoded columns."""
-        return sum(len(c) for c in self.encoder.categories_)
-
-    def names(self) -> list[str]:
-        """``column=value`` for every encoded column."""
-        pairs = zip(self.columns, self.categories, strict=True)
-        return [f"{col}={cat}" for col, cats in pairs for cat in cats]
-
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """Encode rows (float32); a category not seen in train becomes all zeros."""
-        return self.encoder.transform(frame[self.columns])
-
-
-def fit_onehot(frame: pd.DataFrame) -> OneHot:
-    """The categories of each column, as seen in these (train) rows."""
-    # imported late, as split_indices imports scikit-learn (which loads this module with it)
-    from sklearn.preprocessing import OneHotEncoder
-
-    columns = [str(c) for c in frame.columns]
-    encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32)
-    return OneHot(columns, encoder.fit(frame[columns]))
-
-
-# --------------------------------------------------------------------------- scaler + PCA
-
-
-@dataclass
-class Preprocessor:
-    """Scaling, then optional PCA, both fitted on training rows only."""
-
-    scaler: Scaler
-    n_in: int
-    pca_requested: int | float | None = None
-    mean: np.ndarray | None = None  # PCA centre: the mean of the scaled train rows
-    components: np.ndarray | None = None  # (kept components, n_in)
-    explained_variance: float | None = None  # fraction of the scaled train variance kept
-
-    @property
-    def n_out(self) -> int:
-        """Number of features after preprocessing."""
-        return self.n_in if self.components is None else int(self.components.shape[0])
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """Scale, then project on the kept components; float32."""
-        scaled = self.scaler.transform(x)
-        if self.components is None:
-            return scaled
-        return ((scaled - self.mean) @ self.components.T).astype(np.float32)
-
-    def describe(self) -> dict[str, Any]:
-        """What was fitted, for logs and reports."""
-        return {
-            "scaler": self.scaler.kind,
-            "pca_requested": self.pca_requested,
-            "pca_components": None if self.components is None else self.n_out,
-            "explained_variance": (None if self.explained_variance is None
-                                   else round(float(self.explained_variance), 6)),
-            "n_in": self.n_in,
-            "n_out": self.n_out,
-        }
-
-
-def _check_pca_request(pca_components: Any, n_rows: int, n_in: int) -> None:
-    """A component count in 1..features (and at most the rows), or a fraction in (0, 1]."""
-    if isinstance(pca_components, bool) or not isinstance(pca_components, int | float):
-        raise DataError(f"config: preprocess.pca_components: not a number: {pca_components!r}")
-    if isinstance(pca_components, int):
-        if pca_components < 1 or pca_components > n_in:
-            raise DataError(
-                f"config: preprocess.pca_components: {pca_components} components, but the data has "
-                f"{n_in} feature columns; ask for 1..{n_in} or a variance fraction such as 0.95"
-            )
-        if pca_components > n_rows:
-            raise DataError(
-                f"config: preprocess.pca_components: {pca_components} components, but only "
-                f"{n_rows} training rows; ask for at most {n_rows}"
-            )
-    elif not 0 < pca_components <= 1:
-        raise DataError(
-            f"config: preprocess.pca_components: a variance fraction is in (0, 1], got {pca_components}"
-        )
-
-
-def _principal_axes(scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Mean, components (rows), explained-variance ratios and total variance, by exact SVD."""
-    mean = scaled.mean(axis=0)
-    _, s, vt = np.linalg.svd(scaled - mean, full_matrices=False)
-    # a deterministic sign per component: its largest-magnitude loading is positive
-    signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
-    vt = vt * np.where(signs == 0, 1.0, signs)[:, None]
-    var = s**2
-    total = float(var.sum())
-    ratio = var / total if total > 0 else np.zeros_like(var)
-    return mean, vt, ratio, total
-
-
-def fit_preprocessor(x_train_raw: np.ndarray, scaler: str, pca_components: int | float | None,
-                     seed: int = 0) -> Preprocessor:
-    """Fit the scaler, then PCA on the scaled rows; training rows only, never val or test.
-
-    ``pca_components``: None keeps every feature; an int keeps that many components; a float in
-    (0, 1] keeps the fewest components whose explained variance reaches that fraction. PCA is
-    an exact SVD (deterministic; ``seed`` is accepted for API stability and unused).
-    """
-    del seed
-    x = np.asarray(x_train_raw)
-    n_rows, n_in = x.shape
-    sc = fit_scaler(x, scaler)
-    if pca_components is None:
-        return Preprocessor(sc, n_in)
-    _check_pca_request(pca_components, n_rows, n_in)
-    mean, vt, ratio, total = _principal_axes(sc.transform(x).astype(np.float64))
-    if isinstance(pca_components, int):
-        k = pca_components
-    elif total <= 0:
-        k = 1
-    else:
-        k = int(np.searchsorted(np.cumsum(ratio), pca_components - 1e-9) + 1)
-    k = max(1, min(k, len(ratio)))
-    return Preprocessor(
-        sc, n_in, pca_components, mean.astype(np.float32), vt[:k].astype(np.float32),
-        float(ratio[:k].sum()),
-    )
+__all__ = ["IMPUTE_STRATEGIES", "OneHot", "Preprocessor", "Scaler", "Splits", "fit_onehot",
+           "fit_preprocessor", "fit_scaler", "refit_preprocessing", "split_and_scale",
+           "split_indices"]
 
 
 # --------------------------------------------------------------------------- the split
@@ -220,9 +49,14 @@ def fit_preprocessor(x_train_raw: np.ndarray, scaler: str, pca_components: int |
 class Splits:
     """Preprocessed train/val/test arrays plus what the model and the report need to know.
 
-    ``raw_train``/``raw_val``/``raw_test`` are the rows before scaling and PCA (after one-hot
-    encoding), so a search can refit preprocessing per trial or per fold
-    (:func:`refit_preprocessing`); ``feature_names`` name their columns.
+    ``raw_train``/``raw_val``/``raw_test`` are the rows before imputation, scaling and PCA
+    (after the categorical encoding; NaN where a value is missing), so a search can refit
+    preprocessing per trial or per fold (:func:`refit_preprocessing`); ``feature_names`` name
+    their columns and ``feature_sources`` the raw column of each. ``input_names()`` names the
+    model's inputs. ``columns_report`` has one row per raw column of the file (kind, missing
+    share, distinct values, what became of it and why; see
+    :func:`~paramaudit.data.columns.columns_report_markdown`), ``row_counts`` the rows read,
+    dropped and in each split.
     """
 
     x_train: np.ndarray
@@ -245,6 +79,9 @@ class Splits:
     encoding: dict[str, Any] = field(
         default_factory=lambda: {"categorical_columns": [], "encoded_columns": 0})
     image_shape: tuple[int, ...] | None = None  # the data's own layout, before any PCA
+    feature_sources: list[str] = field(default_factory=list)
+    columns_report: list[dict[str, Any]] = field(default_factory=list)
+    row_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
@@ -259,6 +96,25 @@ class Splits:
     def sizes(self) -> dict[str, int]:
         """Rows per split."""
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+    def missing_columns(self) -> dict[str, tuple[int, ...]]:
+        """The raw columns imputed and given an indicator: pass to :func:`fit_preprocessor`
+        (``**splits.missing_columns()``) so a trial or fold refits on the same columns."""
+        prep = self.preprocessor
+        if prep is None:
+            return {"impute_columns": (), "indicator_columns": ()}
+        return {"impute_columns": prep.impute_columns, "indicator_columns": prep.indicator_columns}
+
+    def input_names(self) -> list[str]:
+        """The model's inputs: the raw columns and ``COL (missing)`` indicators, or the
+        principal components (``pc1``, ...) under PCA."""
+        prep = self.preprocessor
+        if prep is None:
+            return list(self.feature_names)
+        if prep.components is not None:
+            return [f"pc{i + 1}" for i in range(prep.n_out)]
+        sources = self.feature_sources or self.feature_names
+        return list(self.feature_names) + [f"{sources[j]} (missing)" for j in prep.indicator_columns]
 
 
 def first_choice(value: Any) -> Any:
@@ -292,14 +148,38 @@ def split_indices(ds: Dataset, cfg: DataConfig, seed: int) -> tuple[np.ndarray, 
     return idx_train, idx_val, idx_test
 
 
-def fit_encoding(ds: Dataset, idx_train: np.ndarray) -> OneHot | None:
-    """The one-hot encoding of the categorical columns on the train rows; None without any."""
+def fit_encoding(ds: Dataset, idx_train: np.ndarray, cfg: DataConfig | None = None
+                 ) -> Encoding | None:
+    """The encoding of the categorical columns (data.categorical, data.min_category_count) on
+    the train rows; None without any."""
     if ds.categorical is None:
         return None
-    return fit_onehot(ds.categorical.iloc[idx_train])
+    mode = "auto" if cfg is None or cfg.categorical == "error" else cfg.categorical
+    min_count = DataConfig.model_fields["min_category_count"].default if cfg is None \
+        else cfg.min_category_count
+    return fit_categorical(ds.categorical.iloc[idx_train], mode, min_count)
 
 
-def _features(ds: Dataset, idx: np.ndarray, enc: OneHot | None) -> np.ndarray:
+def missing_columns(ds: Dataset, idx_train: np.ndarray) -> dict[str, tuple[int, ...]]:
+    """The numeric columns to impute (gaps in any split: which columns, never their values, is
+    all val and test tell) and those that get a missing indicator (gaps in the train split; one
+    per raw column, so a date's parts share one; none for image data, whose shape is fixed)."""
+    gaps = np.isnan(ds.x).any(axis=0) if ds.x.size else np.zeros(ds.x.shape[1], bool)
+    if not gaps.any():
+        return {"impute_columns": (), "indicator_columns": ()}
+    impute = tuple(int(j) for j in np.flatnonzero(gaps))
+    if ds.image_shape is not None:
+        return {"impute_columns": impute, "indicator_columns": ()}
+    in_train = gap_columns(ds.x[np.ix_(idx_train, np.asarray(impute))])
+    sources, seen, indicators = ds.feature_sources, set(), []
+    for j in (impute[i] for i in in_train):
+        if sources[j] not in seen:
+            seen.add(sources[j])
+            indicators.append(j)
+    return {"impute_columns": impute, "indicator_columns": tuple(indicators)}
+
+
+def _features(ds: Dataset, idx: np.ndarray, enc: Encoding | None) -> np.ndarray:
     """These rows' numeric columns, then their encoded categorical ones."""
     if enc is None:
         return ds.x[idx]
@@ -314,6 +194,23 @@ def _input_shape(image_shape: tuple[int, ...] | None, prep: Preprocessor) -> tup
     return (prep.n_out,)
 
 
+def _report(rows: list[dict[str, Any]], sources: list[str], prep: Preprocessor,
+            encoding: dict[str, Any]) -> list[dict[str, Any]]:
+    """The columns report with what the fitted preprocessing does to each raw column."""
+    imputed = {sources[j] for j in prep.impute_columns}
+    indicated = {sources[j] for j in prep.indicator_columns}
+    return finish_report(rows, prep.impute if prep.imputer is not None else None, imputed,
+                         indicated, encoding.get("actions", {}))
+
+
+def resolve_scaler(kind: str, image_shape: tuple[int, ...] | None) -> str:
+    """``auto``: minmax for images (bounded intensities; standardising would blow up the near-
+    constant border pixels), standard for tables; any other kind as it is."""
+    if kind != "auto":
+        return kind
+    return "minmax" if image_shape is not None else "standard"
+
+
 def split_and_scale(ds: Dataset, cfg: DataConfig, pre: PreprocessConfig, seed: int) -> Splits:
     """Stratified train/val/test split, then preprocessing fitted on the train split alone.
 
@@ -321,9 +218,15 @@ def split_and_scale(ds: Dataset, cfg: DataConfig, pre: PreprocessConfig, seed: i
     takes its first choice here (the search refits per trial with :func:`refit_preprocessing`).
     """
     idx_train, idx_val, idx_test = split_indices(ds, cfg, seed)
-    enc = fit_encoding(ds, idx_train)
+    enc = fit_encoding(ds, idx_train, cfg)
     raw_train, raw_val, raw_test = (_features(ds, i, enc) for i in (idx_train, idx_val, idx_test))
-    prep = fit_preprocessor(raw_train, first_choice(pre.scaler), first_choice(pre.pca_components), seed)
+    prep = fit_preprocessor(raw_train, resolve_scaler(first_choice(pre.scaler), ds.image_shape),
+                            first_choice(pre.pca_components),
+                            seed, impute=first_choice(pre.impute), **missing_columns(ds, idx_train))
+    sources = ds.feature_sources + (enc.sources() if enc else [])
+    encoding = ({**enc.describe(ds.categorical_columns), "actions": enc.actions} if enc
+                else {"categorical_columns": [], "encoded_columns": 0})
+    counts = {**ds.row_counts, "train": len(idx_train), "val": len(idx_val), "test": len(idx_test)}
     return Splits(
         x_train=prep.transform(raw_train),
         y_train=ds.y[idx_train],
@@ -341,18 +244,25 @@ def split_and_scale(ds: Dataset, cfg: DataConfig, pre: PreprocessConfig, seed: i
         raw_val=raw_val,
         raw_test=raw_test,
         preprocessor=prep,
-        encoding={"categorical_columns": ds.categorical_columns,
-                  "encoded_columns": enc.n_out if enc else 0},
+        encoding=encoding,
         image_shape=ds.image_shape,
+        feature_sources=sources,
+        columns_report=_report(ds.columns_report, sources, prep, encoding),
+        row_counts=counts,
     )
 
 
 def refit_preprocessing(splits: Splits, scaler: str, pca_components: int | float | None,
-                        seed: int = 0) -> Splits:
-    """The same rows with preprocessing refitted on ``raw_train`` (a trial's own choice)."""
+                        seed: int = 0, impute: str | None = None) -> Splits:
+    """The same rows with preprocessing refitted on ``raw_train`` (a trial's own choice);
+    ``impute`` None keeps the splits' imputation strategy."""
     if splits.raw_train is None or splits.raw_val is None or splits.raw_test is None:
         raise ValueError("these splits carry no raw rows to refit preprocessing on")
-    prep = fit_preprocessor(splits.raw_train, scaler, pca_components, seed)
+    old = splits.preprocessor
+    strategy = impute or (old.impute if old is not None else "median")
+    prep = fit_preprocessor(splits.raw_train, resolve_scaler(scaler, splits.image_shape),
+                            pca_components, seed, impute=strategy,
+                            **splits.missing_columns())
     return dataclasses.replace(
         splits,
         x_train=prep.transform(splits.raw_train),
@@ -361,4 +271,6 @@ def refit_preprocessing(splits: Splits, scaler: str, pca_components: int | float
         scaler=prep.scaler,
         preprocessor=prep,
         input_shape=_input_shape(splits.image_shape, prep),
+        columns_report=_report(splits.columns_report, splits.feature_sources or splits.feature_names,
+                               prep, splits.encoding),
     )

@@ -22,9 +22,9 @@ import os
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -46,9 +46,12 @@ MAX_COLUMN_NAME = 1_000  # characters; longer is not a header (and would swell e
 class Dataset:
     """Features and integer labels, before any split.
 
-    ``x`` holds the numeric feature columns (named by ``feature_names``); ``categorical`` holds
-    the non-numeric ones as strings when ``data.categorical: onehot`` (encoded after the split,
-    on the train rows only), else it is None.
+    ``x`` holds the numeric features as one float32 matrix (named by ``feature_names``; a
+    missing value is NaN, imputed after the split); ``sources`` names the raw column each came
+    from (a date column gives several). ``categorical`` holds the categorical columns as
+    strings (a missing value is ``"(missing)"``), encoded after the split on the train rows
+    only; None without any. ``columns_report`` has one row per raw column (its kind and what
+    becomes of it) and ``row_counts`` the rows read and dropped (:mod:`paramaudit.data.columns`).
     """
 
     x: np.ndarray
@@ -59,11 +62,19 @@ class Dataset:
     content_hash: str
     image_shape: tuple[int, ...] | None = None
     categorical: pd.DataFrame | None = None
+    sources: list[str] | None = None
+    columns_report: list[dict[str, Any]] = field(default_factory=list)
+    row_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def categorical_columns(self) -> list[str]:
-        """Names of the columns one-hot encoded after the split."""
+        """Names of the columns encoded after the split."""
         return [] if self.categorical is None else [str(c) for c in self.categorical.columns]
+
+    @property
+    def feature_sources(self) -> list[str]:
+        """The raw column of every numeric feature (a feature's own name unless expanded)."""
+        return list(self.sources) if self.sources is not None else list(self.feature_names)
 
 
 def data_label(ds: Dataset) -> str:

@@ -10,6 +10,10 @@ from typing import Any
 import numpy as np
 
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+# the other per-epoch scores a trial reports, any of which search.metric may name
+# (paramaudit.metrics.SEARCH_METRICS); kept and logged per epoch beside METRICS
+SCORES = ("val_balanced_accuracy", "val_f1_macro", "val_roc_auc", "val_log_loss")
+TRACKED = METRICS + SCORES
 
 
 @dataclass
@@ -20,7 +24,7 @@ class TrialRecord:
     number: int
     hyperparameters: dict[str, Any]
     run_id: str | None = None
-    history: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
+    history: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in TRACKED})
     params_trainable: int | None = None
     status: str = "RUNNING"
     error: str | None = None
@@ -89,7 +93,7 @@ def records_from_mlflow(tracker: Any, parent_id: str) -> dict[str, TrialRecord]:
         if "params_trainable" in run.data.metrics:
             rec.params_trainable = int(run.data.metrics["params_trainable"])
         if rec.status == "TERMINATED":
-            for m in METRICS:
+            for m in TRACKED:
                 hist = tracker.client.get_metric_history(run.info.run_id, m)
                 rec.history[m] = [h.value for h in sorted(hist, key=lambda h: h.step)]
         records[rec.trial_id] = rec

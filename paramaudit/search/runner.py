@@ -104,6 +104,8 @@ def _trial_inputs(splits: Any, cfg: PipelineConfig) -> tuple[dict[str, Any], dic
         "x_train": splits.x_train, "y_train": splits.y_train,
         "x_val": splits.x_val, "y_val": splits.y_val,
         "raw_train": splits.raw_train, "raw_val": splits.raw_val,
+        # the same imputed and indicated columns in every trial and fold: the same input width
+        "missing_columns": splits.missing_columns(),
         "input_shape": tuple(splits.input_shape), "n_classes": splits.n_classes,
     }
     search = cfg.search
@@ -113,6 +115,7 @@ def _trial_inputs(splits: Any, cfg: PipelineConfig) -> tuple[dict[str, Any], dic
                 "patience": cfg.train.patience, "divergence": divergence_rule(cfg),
                 "search": search, "cv_folds": search.cv_folds,
                 "preprocess": {"scaler": "standard", "pca_components": None, "augment": False,
+                               "impute": "median",
                                **cfg.preprocess.fixed()}}
     return data, settings
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from paramaudit import metrics
 from paramaudit.config import PipelineConfig, SearchConfig
 
 # the preprocessing settings a trial's config may carry (searched, or fixed in settings)
-PREPROCESSING_KEYS = ("scaler", "pca_components", "augment")
+PREPROCESSING_KEYS = ("scaler", "pca_components", "augment", "impute")
 
 
 def searched_space(cfg: PipelineConfig) -> dict[str, Any]:
@@ -76,8 +77,8 @@ def max_concurrent(search: SearchConfig) -> int | None:
 
 
 def metric_mode(metric: str) -> str:
-    """Whether the search metric is minimised (a loss) or maximised (an accuracy)."""
-    return "min" if metric == "val_loss" else "max"
+    """Whether the search metric is minimised (a loss) or maximised (an accuracy, an AUC, ...)."""
+    return metrics.metric_mode(metric)  # the metrics' own table, SEARCH_METRICS
 
 
 def divergence_rule(cfg: PipelineConfig) -> tuple[float, int]:

@@ -43,6 +43,14 @@ def over_budget(n_params: int, n_train: int, search: SearchConfig) -> str | None
     return None
 
 
+def skipped_scores() -> dict[str, float]:
+    """Every search metric at its worst, for a trial skipped before training: Tune wants the
+    search metric in every result, whichever of SEARCH_METRICS it is."""
+    from paramaudit.metrics import SEARCH_METRICS
+
+    return {m: math.inf if mode == "min" else 0.0 for m, mode in SEARCH_METRICS.items()}
+
+
 def trial_data(config: Mapping[str, Any], data: Mapping[str, Any], settings: Mapping[str, Any],
                ) -> tuple[list[Pair], tuple[int, ...]]:
     """The (train, val) pairs one trial trains on: one pair, or k folds with k-fold on.
@@ -55,13 +63,15 @@ def trial_data(config: Mapping[str, Any], data: Mapping[str, Any], settings: Map
     pre = {**settings["preprocess"], **{k: config[k] for k in PREPROCESSING_KEYS if k in config}}
     shape = tuple(data["input_shape"])
     folds = settings.get("cv_folds")
-    refit = folds or any(k in config for k in ("scaler", "pca_components"))
+    refit = folds or any(k in config for k in ("scaler", "pca_components", "impute"))
     if not refit:
         return [((data["x_train"], data["y_train"]), (data["x_val"], data["y_val"]))], shape
     from paramaudit.data import fit_preprocessor
 
     def prepared(x_fit: Any, y_fit: Any, x_val: Any, y_val: Any) -> Pair:
-        prep = fit_preprocessor(x_fit, pre["scaler"], pre.get("pca_components"), settings["seed"])
+        prep = fit_preprocessor(x_fit, pre["scaler"], pre.get("pca_components"), settings["seed"],
+                                impute=pre.get("impute", "median"),
+                                **data.get("missing_columns", {}))
         return (prep.transform(x_fit), y_fit), (prep.transform(x_val), y_val)
 
     if not folds:
@@ -129,9 +139,9 @@ def trainable(config: dict[str, Any], data: dict[str, Any] | None = None,
     n_params = count_trainable_params(model_name, shape, data["n_classes"], hp)
     reason = over_budget(n_params, settings["n_train"], settings["search"])
     if reason:
-        tune.report({"val_loss": math.inf, "val_accuracy": 0.0, "train_loss": math.inf,
-                     "train_accuracy": 0.0, "params_trainable": n_params, "skipped": 1,
-                     "skip_reason": reason, "epoch": 0, "node_id": node})
+        tune.report({**skipped_scores(), "train_loss": math.inf, "train_accuracy": 0.0,
+                     "params_trainable": n_params, "skipped": 1, "skip_reason": reason,
+                     "epoch": 0, "node_id": node})
         return
     augment = config.get("augment", settings["preprocess"].get("augment", False))
     report = _EpochReport(n_params, node)

@@ -16,7 +16,7 @@ from ray.tune import Callback
 
 from paramaudit.config import PipelineConfig
 from paramaudit.overfit import Curves, assess
-from paramaudit.search.records import METRICS, TrialRecord, trial_run_name
+from paramaudit.search.records import METRICS, SCORES, TRACKED, TrialRecord, trial_run_name
 from paramaudit.search.space import planned_trials
 from paramaudit.tracking import WriteBehind, redact_text
 
@@ -96,7 +96,7 @@ class TrialLogger(Callback):
             return
         if old is not None and old.run_id is not None:
             # an unfinished trial of an interrupted search: same child run, fresh history
-            old.history = {m: [] for m in METRICS}
+            old.history = {m: [] for m in TRACKED}
             old.status = "RUNNING"
             run_id = old.run_id
             self._writer.submit(lambda: self._tracker.client.update_run(run_id, status="RUNNING"))
@@ -131,6 +131,9 @@ class TrialLogger(Callback):
             return
         for m in METRICS:
             rec.history[m].append(float(result[m]))
+        for m in SCORES:
+            if m in result:
+                rec.history.setdefault(m, []).append(float(result[m]))
         rec.train_seconds = float(result.get("train_seconds", rec.train_seconds))
         if result.get("stopped_by"):  # the trial's own StopRule ended it at this epoch
             rec.stopped_by, rec.stop_reason = result["stopped_by"], result.get("stop_reason")
@@ -161,7 +164,8 @@ class TrialLogger(Callback):
         rec.status, rec.error = status, error
         tags = self._end_tags(rec)
         epochs = len(rec.history["val_loss"])
-        steps = [({m: rec.history[m][step] for m in METRICS}, step + 1) for step in range(epochs)]
+        logged = [m for m in TRACKED if len(rec.history.get(m, ())) == epochs]
+        steps = [({m: rec.history[m][step] for m in logged}, step + 1) for step in range(epochs)]
         summary = _summary(rec)
         end = "FAILED" if error else "FINISHED"
 

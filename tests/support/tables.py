@@ -56,3 +56,31 @@ def colour_frame(n: int = 90) -> pd.DataFrame:
     frame.insert(1, "colour", np.array(["red", "green", "blue"])[(np.arange(n) // 3) % 3])
     frame["flag"] = np.arange(n) % 2 == 0
     return frame
+
+
+def messy_frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    """A table as users have them: a row id, gaps in numbers and text, a constant, dates, free
+    text, a yes/no target with a signal in ``age`` and ``plan``."""
+    rng = np.random.default_rng(seed)
+    target = np.where(np.arange(n) % 3 == 0, "yes", "no")
+    age = rng.normal(40, 10, n) + 8 * (target == "yes")
+    income = rng.lognormal(10, 0.5, n)
+    plan = np.where(target == "yes", rng.choice(["gold", "silver"], n), rng.choice(["basic", "silver"], n))
+    frame = pd.DataFrame({
+        "customer_id": np.arange(1000, 1000 + n),
+        "age": age.round(1),
+        "income": income.round(2),
+        "plan": plan,
+        "region": rng.choice(["north", "south", "east", "west"], n),
+        "country": "NZ",
+        "signup": pd.date_range("2020-01-01", periods=n, freq="3D").strftime("%Y-%m-%d"),
+        "notes": [f"customer {i} called about the {p} plan and asked for a refund" for i, p in
+                  enumerate(plan)],
+        "children": rng.integers(0, 4, n),
+        "churn": target,
+    })
+    frame = frame.astype({"age": object, "region": object, "signup": object})
+    frame.loc[rng.choice(n, n // 10, replace=False), "age"] = "?"
+    frame.loc[rng.choice(n, n // 20, replace=False), "region"] = None
+    frame.loc[rng.choice(n, 5, replace=False), "signup"] = ""
+    return frame

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_YAML = ROOT / "configs" / "default.yaml"
 # what every model's run reads besides the model's own hyperparameters (training's, and the
 # dropout and activation both built-in models declare)
-COMMON = {"learning_rate", "batch_size", "weight_decay", "optimizer", "dropout", "activation"}
+COMMON = {"learning_rate", "batch_size", "weight_decay", "optimizer", "class_weight",
+          "label_smoothing", "dropout", "activation"}
 
 
 def default_of(name: str) -> Any:
@@ -72,8 +73,8 @@ def test_default_yaml_loads() -> None:
     assert cfg.data.dataset == "digits"
     assert cfg.search.algorithm == "random"
     assert cfg.search.trials == 16
-    assert cfg.search.space["learning_rate"] == {"loguniform": [1e-4, 1e-1]}
-    assert cfg.search.space["optimizer"] == {"choice": ["adam", "sgd", "rmsprop"]}
+    assert cfg.search.space["learning_rate"] == {"loguniform": [3e-4, 3e-3]}
+    assert cfg.search.space["optimizer"] == {"choice": ["adam", "adamw"]}
     assert cfg.search.space["activation"] == "relu"
     assert cfg.train.max_epochs == 30 and cfg.train.patience == 5
     assert cfg.audit.max_gap == pytest.approx(0.05)
@@ -113,7 +114,7 @@ def test_overrides_with_dotted_keys() -> None:
     assert cfg.search.algorithm == "bayes"
     assert cfg.experiment == "e2"
     # the rest of the YAML survives an override in the same section
-    assert cfg.search.space["learning_rate"] == {"loguniform": [1e-4, 1e-1]}
+    assert cfg.search.space["learning_rate"] == {"loguniform": [3e-4, 3e-3]}
     assert cfg.search.scheduler == "asha"
 
 
@@ -151,7 +152,7 @@ def test_default_space_is_not_shared_between_configs() -> None:
     a = build_config({"search": {"trials": 3}})
     a.search.space["learning_rate"] = 0.5
     assert build_config({"search": {"trials": 3}}).search.space == DEFAULT_SPACE
-    assert DEFAULT_SPACE["learning_rate"] == {"loguniform": [1e-4, 1e-1]}
+    assert DEFAULT_SPACE["learning_rate"] == {"loguniform": [3e-4, 3e-3]}
 
 
 def test_grid_over_default_space_is_rejected() -> None:
@@ -629,7 +630,7 @@ def test_bad_searched_preprocessing(field: str, value: Any) -> None:
 def test_searched_preprocessing_is_listed() -> None:
     cfg = build_config({"preprocess": {"scaler": {"choice": ["standard", "minmax"]}, "augment": True}})
     assert cfg.preprocess.searched() == {"scaler": ["standard", "minmax"]}
-    assert cfg.preprocess.fixed() == {"pca_components": None, "augment": True}
+    assert cfg.preprocess.fixed() == {"pca_components": None, "augment": True, "impute": "median"}
 
 
 @pytest.mark.parametrize(("raw", "field"), [

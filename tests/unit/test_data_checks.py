@@ -46,13 +46,22 @@ def test_target_is_the_only_column(tmp_path: Path) -> None:
     assert "feature" in data_error(csv_cfg(p))
 
 
-def test_missing_target_values(tmp_path: Path) -> None:
+def test_rows_without_a_target_are_dropped_and_counted(tmp_path: Path) -> None:
     p = tmp_path / "holes.csv"
     frame = labelled_frame().astype({"label": object})
     frame.loc[[2, 7], "label"] = None
+    frame.loc[11, "label"] = "?"  # a placeholder is missing too
     frame.to_csv(p, index=False)
-    msg = data_error(csv_cfg(p))
-    assert str(p) in msg and "'label'" in msg and "2 missing" in msg
+    ds = load_dataset(csv_cfg(p))
+    assert len(ds.y) == 87 and ds.row_counts == {"read": 90, "dropped_missing_target": 3}
+    assert ds.class_names == ["cat", "dog", "emu"]
+    kept = frame.drop(index=[2, 7, 11])
+    np.testing.assert_allclose(ds.x[:, 0], kept["f1"].to_numpy(), rtol=1e-6)
+    target = next(r for r in ds.columns_report if r["column"] == "label")
+    assert target["kind"] == "target" and "3 rows without one dropped" in target["action"]
+    s = load_and_split(PipelineConfig(data=csv_cfg(p)))
+    assert s.row_counts == {"read": 90, "dropped_missing_target": 3, **s.sizes()}
+    assert sum(s.sizes().values()) == 87
 
 
 def test_continuous_target_is_refused(tmp_path: Path) -> None:
@@ -61,7 +70,8 @@ def test_continuous_target_is_refused(tmp_path: Path) -> None:
     frame["price"] = np.linspace(1.5, 99.5, len(frame))
     frame.drop(columns="label").to_csv(p, index=False)
     msg = data_error(csv_cfg(p, target="price"))
-    assert "'price' has 90 distinct values in 90 rows" in msg and "regression" in msg
+    assert "'price' has 90 distinct values in 90 rows, too many to be classes" in msg
+    assert "bin it into classes" in msg
 
 
 def test_too_many_classes_is_refused(tmp_path: Path) -> None:
@@ -111,14 +121,27 @@ def test_check_dataset_accepts_three_per_class() -> None:
 # --------------------------------------------------------------------------- feature columns
 
 
-@pytest.mark.parametrize("bad", ["nan", "", "inf", "-inf"])
-def test_non_finite_features(tmp_path: Path, bad: str) -> None:
+@pytest.mark.parametrize("bad", ["inf", "-inf"])
+def test_infinite_features(tmp_path: Path, bad: str) -> None:
     p = tmp_path / "bad.csv"
     frame = labelled_frame().astype({"f2": object})
     frame.loc[5, "f2"] = bad
     frame.to_csv(p, index=False)
     msg = data_error(csv_cfg(p))
-    assert str(p) in msg and "f2" in msg and "f1" not in msg
+    assert str(p) in msg and "infinite values in feature columns f2" in msg and "f1" not in msg
+
+
+@pytest.mark.parametrize("gap", ["nan", "", "NA", "?", " ? ", "n/a", "-"])
+def test_missing_numeric_values_are_gaps_not_errors(tmp_path: Path, gap: str) -> None:
+    p = tmp_path / "gaps.csv"
+    frame = labelled_frame().astype({"f2": object})
+    frame.loc[[5, 9], "f2"] = gap
+    frame.to_csv(p, index=False)
+    ds = load_dataset(csv_cfg(p))
+    assert ds.feature_names == ["f1", "f2", "count"] and ds.x.dtype == np.float32
+    assert np.isnan(ds.x[[5, 9], 1]).all() and np.isnan(ds.x).sum() == 2
+    row = next(r for r in ds.columns_report if r["column"] == "f2")
+    assert row["kind"] == "numeric" and row["missing_share"] == round(2 / 90, 4)
 
 
 def test_inf_in_parquet(tmp_path: Path) -> None:
@@ -133,37 +156,38 @@ def test_inf_in_parquet(tmp_path: Path) -> None:
 def test_non_numeric_feature(tmp_path: Path) -> None:
     p = tmp_path / "text.csv"
     frame = labelled_frame()
-    frame["colour"] = "red"
+    frame["colour"] = np.array(["red", "blue"])[np.arange(90) % 2]
     frame.to_csv(p, index=False)
-    msg = data_error(csv_cfg(p))
+    msg = data_error(csv_cfg(p, categorical="error"))
     assert str(p) in msg and "colour" in msg and "non-numeric" in msg
+    assert "data.categorical: auto or onehot" in msg
+    assert load_dataset(csv_cfg(p)).categorical_columns == ["colour"]  # auto, the default
 
 
-def test_non_numeric_message_offers_onehot(tmp_path: Path) -> None:
-    p = tmp_path / "text.csv"
-    frame = labelled_frame()
-    frame["colour"] = "red"
-    frame.to_csv(p, index=False)
-    assert "data.categorical: onehot" in data_error(csv_cfg(p))
-
-
-def test_numeric_column_with_placeholders(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["auto", "error", "onehot"])
+def test_numeric_column_with_a_typo(tmp_path: Path, mode: str) -> None:
     p = tmp_path / "q.csv"
     frame = labelled_frame().astype({"count": object})
-    frame.loc[[3, 40], "count"] = "?"
+    frame.loc[[3, 40], "count"] = "1O"
+    frame.loc[7, "count"] = "?"  # a placeholder for a gap, not a typo
     frame.to_csv(p, index=False)
-    for mode in ("error", "onehot"):
-        msg = data_error(csv_cfg(p, categorical=mode))
-        assert "'count' is numeric except for '?'" in msg
+    msg = data_error(csv_cfg(p, categorical=mode))
+    assert "'count' is numeric except for '1O'; fix those values" in msg
+    assert "data.columns: {'count': numeric}" in msg
+    ds = load_dataset(csv_cfg(p, columns={"count": "numeric"}))  # what the message offers
+    assert np.isnan(ds.x[[3, 7, 40], 2]).all() and np.isnan(ds.x).sum() == 3
 
 
-def test_high_cardinality_categorical_is_refused(tmp_path: Path) -> None:
-    p = tmp_path / "ids.csv"
-    n = (MAX_CATEGORIES + 1) * 2
-    pd.DataFrame({"a": np.arange(n), "cid": [f"C{i}" for i in range(n)],
+def test_onehot_refuses_a_column_of_too_many_categories(tmp_path: Path) -> None:
+    p = tmp_path / "many.csv"
+    n = (MAX_CATEGORIES + 1) * 3
+    pd.DataFrame({"a": np.random.default_rng(0).normal(size=n),
+                  "shop": [f"S{i % (MAX_CATEGORIES + 1)}" for i in range(n)],
                   "label": np.arange(n) % 2}).to_csv(p, index=False)
     msg = data_error(csv_cfg(p, categorical="onehot"))
-    assert "'cid'" in msg and f"{n} distinct values" in msg
+    assert "'shop'" in msg and f"{MAX_CATEGORIES + 1} distinct values" in msg
+    assert "data.categorical: auto" in msg
+    assert load_dataset(csv_cfg(p)).categorical_columns == ["shop"]  # auto: frequency-encoded
 
 
 # --------------------------------------------------------------------------- max_rows and image_shape
@@ -251,7 +275,7 @@ def test_pca_is_checked_against_features_after_onehot(tmp_path: Path) -> None:
                        preprocess={"pca_components": {"choice": [2, 9]}})
     msg = config_problem(bad)
     assert msg.startswith("config: preprocess.pca_components: 9 components")
-    assert "8 feature columns (5 of them from one-hot encoding)" in msg
+    assert "8 feature columns (5 of them from encoding categorical columns)" in msg
 
 
 def test_every_pca_choice_is_checked(tmp_path: Path) -> None:

@@ -175,7 +175,11 @@ def test_onehot_encodes_categorical_columns(tmp_path: Path) -> None:
     colour_names = [n for n in s.feature_names if n.startswith("colour=")]
     assert s.feature_names[:3] == ["f1", "f2", "count"]
     assert s.feature_names[3:] == colour_names + ["flag=False", "flag=True"]
-    assert s.encoding == {"categorical_columns": ["colour", "flag"], "encoded_columns": len(colour_names) + 2}
+    # the 3 missing colours are fewer than data.min_category_count: pooled into (other)
+    assert colour_names == ["colour=blue", "colour=green", "colour=red", "colour=(other)"]
+    assert s.encoding["categorical_columns"] == ["colour", "flag"]
+    assert s.encoding["encoded_columns"] == len(colour_names) + 2
+    assert s.encoding["onehot_columns"] == ["colour", "flag"] and s.encoding["mode"] == "onehot"
     assert s.n_features == 3 + s.encoding["encoded_columns"] == s.raw_train.shape[1]
     assert s.input_shape == (s.n_features,)
     # every row has exactly one 1 per column in its block (all categories seen in train here)
@@ -243,8 +247,11 @@ def test_preprocessor_without_pca_is_the_scaler() -> None:
     prep = fit_preprocessor(x, "standard", None)
     assert prep.n_out == 6 and prep.components is None
     np.testing.assert_allclose(prep.transform(x), fit_scaler(x, "standard").transform(x))
-    assert prep.describe() == {"scaler": "standard", "pca_requested": None, "pca_components": None,
+    assert prep.describe() == {"impute": "median", "missing_indicators": 0, "scaler": "standard",
+                               "pca_requested": None, "pca_components": None,
                                "explained_variance": None, "n_in": 6, "n_out": 6}
+    clean = fit_preprocessor(x, "standard", None, impute_columns=(), indicator_columns=())
+    assert clean.describe()["impute"] is None and clean.imputer is None
 
 
 def test_pca_integer_matches_sklearn() -> None:

@@ -301,3 +301,44 @@ def test_divergence_after_restored_best_weights_only_warns() -> None:
     v = assess(curves, OverfitConfig(), params_trainable=10, n_train=100, restored_best=True)
     assert rules(v) == {"divergence": "warn"}
     assert "restored by early stopping" in v.reasons[0].message
+
+
+# ---------------------------------------------------------------- the majority baseline
+
+
+def _scores(bal: float) -> dict[str, float]:
+    return {"balanced_accuracy": bal, "accuracy": 0.97}
+
+
+BASELINE = {"balanced_accuracy": 0.5, "accuracy": 0.97, "predicts": "no"}
+
+
+def test_no_better_than_the_baseline_is_a_warn_that_says_so() -> None:
+    v = run(flat(), test_metrics=_scores(0.5), baseline=BASELINE)
+    assert v.verdict == "warn" and rules(v) == {"baseline": "warn"}
+    (reason,) = v.to_dict()["reasons"]
+    assert reason.startswith("no better than always predicting 'no' (balanced accuracy 0.50 vs "
+                             "baseline 0.50")
+    assert v.no_better_than_baseline is not None and v.fired("baseline") is v.reasons[0]
+    assert v.details()[0]["numbers"]["min_baseline_margin"] == pytest.approx(0.02)
+
+
+def test_beating_the_baseline_by_the_margin_fires_nothing() -> None:
+    v = run(flat(), test_metrics=_scores(0.9), baseline=BASELINE)
+    assert v.verdict == "ok" and v.no_better_than_baseline is None
+    # the margin is the config's
+    strict = OverfitConfig(min_baseline_margin=0.5)
+    assert rules(run(flat(), strict, test_metrics=_scores(0.9), baseline=BASELINE)) == {
+        "baseline": "warn"}
+    # at the margin exactly: passes
+    assert run(flat(), test_metrics=_scores(0.52), baseline=BASELINE).verdict == "ok"
+
+
+def test_baseline_rule_needs_both_metrics() -> None:
+    assert run(flat(), test_metrics=_scores(0.5)).verdict == "ok"
+    assert run(flat(), baseline=BASELINE).verdict == "ok"
+
+
+def test_an_overfit_model_no_better_than_the_baseline_is_overfit_with_both_reasons() -> None:
+    v = run(flat(train_acc=1.0, val_acc=0.8), test_metrics=_scores(0.5), baseline=BASELINE)
+    assert v.verdict == "overfit" and rules(v) == {"gap": "overfit", "baseline": "warn"}

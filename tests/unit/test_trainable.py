@@ -44,3 +44,44 @@ def test_trial_data_refits_preprocessing_per_trial_and_per_fold() -> None:
         assert len(y_f) == 60 and len(y_v) == 20
         # the scaler is fitted on each fold's training part alone
         assert np.allclose(x_f.mean(axis=0), 0, atol=1e-5)
+
+
+def test_a_skipped_trial_reports_every_search_metric_at_its_worst() -> None:
+    import math
+
+    from paramaudit.metrics import SEARCH_METRICS
+    from paramaudit.search.trainable import skipped_scores
+
+    scores = skipped_scores()
+    assert set(scores) == set(SEARCH_METRICS)  # Tune wants the search metric in every result
+    for metric, mode in SEARCH_METRICS.items():
+        assert scores[metric] == (math.inf if mode == "min" else 0.0)
+
+
+def test_the_trial_logger_keeps_and_logs_every_search_metric(tmp_path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from paramaudit.config import build_config
+    from paramaudit.search.trial_log import TrialLogger
+    from paramaudit.tracking import Tracker
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    cfg = build_config({"tracking": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+                                     "artifact_location": str(tmp_path / "art")},
+                        "search": {"metric": "val_balanced_accuracy"}})
+    tracker = Tracker(cfg.tracking, "scores")
+    parent = tracker.start_run("parent")
+    logger = TrialLogger(tracker, parent, cfg, 100, lambda _m: None)
+    trial = SimpleNamespace(trial_id="t1", config={"learning_rate": 0.01})
+    logger.on_trial_start(0, [], trial)
+    for epoch, bal in ((1, 0.6), (2, 0.7)):
+        logger.on_trial_result(0, [], trial, {
+            "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.0 / epoch, "val_accuracy": 0.9,
+            "val_balanced_accuracy": bal, "val_f1_macro": 0.5, "val_roc_auc": 0.8,
+            "val_log_loss": 1.0 / epoch, "params_trainable": 10})
+    logger.on_trial_complete(0, [], trial)
+    logger.close()
+    rec = logger.records["t1"]
+    assert rec.best("val_balanced_accuracy", "max") == 0.7
+    history = tracker.client.get_metric_history(rec.run_id, "val_balanced_accuracy")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.6), (2, 0.7)]

@@ -107,7 +107,11 @@ def test_on_epoch_callback_sees_every_epoch() -> None:
     h = fit(mlp(), train, val, HP, max_epochs=4, on_epoch=lambda e, m: seen.append((e, m)))
     assert [e for e, _ in seen] == [0, 1, 2, 3]
     assert [m["val_loss"] for _, m in seen] == h.val_loss
-    assert set(seen[0][1]) == {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    # every metric search.metric may name, every epoch
+    from paramaudit.metrics import SEARCH_METRICS
+
+    assert set(seen[0][1]) == {"train_loss", "train_accuracy", *SEARCH_METRICS}
+    assert all(m["val_log_loss"] == m["val_loss"] for _, m in seen)
 
 
 def test_early_stopping_stops_and_restores_best_weights() -> None:
@@ -378,3 +382,80 @@ def test_fit_with_augmentation_trains_on_images() -> None:
     hist = fit(model, (x[:80], y[:80]), (x[80:], y[80:]), {"learning_rate": 0.01},
                max_epochs=2, augment_shape=(1, 8, 8))
     assert len(hist.val_loss) == 2 and all(np.isfinite(hist.val_loss))
+
+
+# --------------------------------------------------------------------------- class weights
+
+
+def test_class_weights_are_n_over_k_times_count() -> None:
+    from paramaudit.training import class_weights
+
+    w = class_weights(np.array([0, 0, 0, 1]), 2)
+    assert w == pytest.approx([4 / (2 * 3), 4 / (2 * 1)])
+    # every class weighs n / k in all
+    y = np.array([0] * 90 + [1] * 9 + [2])
+    w = class_weights(y, 3)
+    assert [w[c] * (y == c).sum() for c in range(3)] == pytest.approx([100 / 3] * 3)
+    # a class with no training row: a weight no row reads; k counts the classes present
+    assert class_weights(np.array([0, 0, 2]), 3) == pytest.approx([3 / 4, 1.0, 3 / 2])
+
+
+def _lopsided(n: int, seed: int) -> Arrays:
+    """5% positives, shifted a little: an unweighted loss learns to answer "no"."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.05).astype(np.int64)
+    return (rng.normal(size=(n, 4)) + y[:, None] * 1.2).astype(np.float32), y
+
+
+def test_balanced_class_weight_lifts_balanced_accuracy_on_a_lopsided_table() -> None:
+    from paramaudit.metrics import classification_metrics
+    from paramaudit.training import predict_proba
+
+    train, val, (x_te, y_te) = _lopsided(1000, 0), _lopsided(400, 1), _lopsided(1000, 2)
+    scores = {}
+    for weighting in ("none", "balanced"):
+        model = mlp()
+        hp = {**HP, "batch_size": 64, "class_weight": weighting}
+        trainer = EpochTrainer(model, train, val, hp, seed=0)
+        for _ in range(10):
+            trainer.step()
+        assert (trainer.loss_weight is None) == (weighting == "none")
+        m = classification_metrics(y_te, predict_proba(model, x_te), ["no", "yes"])
+        scores[weighting] = m["balanced_accuracy"]
+    assert scores["none"] < 0.6  # mostly "no": what accuracy (about 0.95) would hide
+    assert scores["balanced"] > scores["none"] + 0.2
+
+
+def test_unknown_class_weight_raises() -> None:
+    train, val = blobs()
+    with pytest.raises(ValueError, match="class_weight"):
+        EpochTrainer(mlp(), train, val, {**HP, "class_weight": "inverse"})
+
+
+def test_class_weight_is_a_searchable_training_hyperparameter() -> None:
+    from paramaudit.config import build_config, resolve_hyperparameters
+
+    cfg = build_config({"search": {"space": {"class_weight": {"choice": ["none", "balanced"]}}}})
+    assert cfg.search.space["class_weight"] == {"choice": ["none", "balanced"]}
+    assert resolve_hyperparameters({})["class_weight"] == "none"
+    with pytest.raises(Exception, match="class_weight"):
+        build_config({"search": {"space": {"class_weight": "inverse"}}})
+
+
+def test_final_model_has_every_splits_metrics_and_the_baseline(iris_splits) -> None:
+    hp = {"optimizer": "adam", "learning_rate": 0.02, "batch_size": 16, "num_layers": 1,
+          "hidden_size": 16}
+    final = train_best(iris_splits, "mlp", hp, max_epochs=15, patience=5, seed=0)
+    labels = [str(c) for c in iris_splits.class_names]
+    assert final.class_labels == labels
+    tm = final.test_metrics
+    assert tm["accuracy"] == pytest.approx(final.test_accuracy)
+    assert tm["loss"] == final.test_loss and tm["log_loss"] == pytest.approx(final.test_loss, abs=1e-5)
+    assert list(tm["per_class"]) == labels and tm["confusion"]["labels"] == labels
+    assert sum(map(sum, tm["confusion"]["matrix"])) == len(iris_splits.y_test)
+    assert final.baseline["predicts"] in labels
+    assert final.baseline["balanced_accuracy"] == pytest.approx(1 / 3)
+    assert tm["balanced_accuracy"] > final.baseline["balanced_accuracy"] + 0.3
+    assert set(final.split_metrics) == {"train", "val"}
+    assert final.split_metrics["val"]["accuracy"] == pytest.approx(
+        final.history.val_accuracy[final.history.best_epoch])
