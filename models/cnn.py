@@ -30,7 +30,7 @@ class CNNConfig:
         assert len(self.input_shape) == 3, "the CNN needs (channels, height, width) inputs"
         assert self.kernel_size % 2 == 1, "an odd kernel keeps the spatial size with padding"
         assert self.kernel_size <= min(self.input_shape[1:]), "kernel larger than the image"
-        assert self.conv_layers >= 1 and self.channels >= 1 and self.n_classes >= 2
+        assert self.conv_layers >= 1 and self.channels >= 1 and self.n_classes >= 1  # 1: regression
         assert self.activation in ACTIVATIONS
 
 

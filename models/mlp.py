@@ -27,7 +27,7 @@ class MLPConfig:
     activation: str = ACTIVATION.default
 
     def __post_init__(self) -> None:
-        assert self.input_dim >= 1 and self.n_classes >= 2, "need inputs and at least two classes"
+        assert self.input_dim >= 1 and self.n_classes >= 1, "need inputs and outputs (1: regression)"
         assert self.num_layers >= 0 and self.hidden_size >= 1
         assert 0.0 <= self.dropout < 1.0
         assert self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}"

@@ -12,6 +12,13 @@ evaluations) and :func:`epoch_scores` (numpy only, for every epoch of every tria
 scikit-learn's per-call input validation would cost more than the maths). A unit test keeps
 the two equal.
 
+Regression (a numeric target, ``task: regression``) has its own three: R², RMSE and MAE in
+the target's original units (:func:`regression_metrics`; :func:`epoch_regression_scores` per
+epoch), read against "always predict the training mean" (:func:`mean_baseline`), compared in R²
+(the mean scores R² 0 on its own training rows, about that on any other). Training sees the
+target standardised on the training rows (:class:`TargetScaler`); every metric here is in the
+original units.
+
 Pure numpy here (scikit-learn and matplotlib imported where used): no torch, no Prefect.
 """
 
@@ -26,7 +33,10 @@ from typing import Any
 
 import numpy as np
 
-TASK = "classification"
+TASK = "classification"  # the default task; a run's own is Splits.task
+TASKS = ("classification", "regression")
+# the score beside the loss in every learning curve: History.{train,val}_<score>
+SCORE = {"classification": "accuracy", "regression": "r2"}
 
 # What ``search.metric`` may name, and whether the search minimises or maximises it. The trials
 # report every one of them every epoch (training.EpochTrainer.step). val_log_loss is val_loss
@@ -39,11 +49,22 @@ SEARCH_METRICS: dict[str, str] = {
     "val_f1_macro": "max",
     "val_roc_auc": "max",
     "val_log_loss": "min",
+    "val_rmse": "min",
+    "val_mae": "min",
+    "val_r2": "max",
+}
+# the search metrics only one task reports (val_loss: both; the mean MSE of the standardised
+# target for regression, the mean cross-entropy for classification)
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_roc_auc",
+                       "val_log_loss"),
+    "regression": ("val_rmse", "val_mae", "val_r2"),
 }
 # the per-epoch scores beyond loss and accuracy (epoch_scores' keys, prefixed "val_")
 EPOCH_SCORES = ("balanced_accuracy", "f1_macro", "roc_auc")
 # the scalar metrics of classification_metrics and majority_baseline (MLflow metrics, reports)
 SCALARS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss")
+REGRESSION_SCALARS = ("r2", "rmse", "mae")  # of regression_metrics and mean_baseline
 DEFAULT_BASELINE_MARGIN = 0.02
 _EPS = 1e-9  # as overfit's rules: a gain equal to the margin up to float rounding passes
 
@@ -55,6 +76,85 @@ def metric_mode(metric: str) -> str:
     except KeyError:
         raise ValueError(f"unknown search metric {metric!r}; one of "
                          f"{', '.join(SEARCH_METRICS)}") from None
+
+
+def metric_task(metric: str) -> str | None:
+    """The one task that reports ``metric``, or None when both do (val_loss)."""
+    return next((t for t, names in TASK_METRICS.items() if metric in names), None)
+
+
+# ---------------------------------------------------------------------------- regression target
+
+
+@dataclass(frozen=True)
+class TargetScaler:
+    """A regression target standardised with the training rows' mean and std.
+
+    The model learns the standardised target (a loss and a learning rate that do not depend on
+    the target's units); its predictions go back through :meth:`unscale` before any metric.
+    """
+
+    mean: float
+    std: float
+
+    @classmethod
+    def fit(cls, y: Any) -> TargetScaler:
+        """Mean and population std of ``y``; a constant target gets std 1."""
+        v = np.asarray(y, dtype=np.float64)
+        std = float(v.std()) if len(v) else 1.0
+        return cls(float(v.mean()) if len(v) else 0.0, std if std > 0 else 1.0)
+
+    def scale(self, y: Any) -> np.ndarray:
+        """Original units -> standardised (float32, what the model trains on)."""
+        return ((np.asarray(y, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+
+    def unscale(self, z: Any) -> np.ndarray:
+        """Standardised -> original units (float64)."""
+        return np.asarray(z, dtype=np.float64) * self.std + self.mean
+
+    def to_dict(self) -> dict[str, float]:
+        """JSON-ready."""
+        return {"mean": self.mean, "std": self.std}
+
+
+def epoch_regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """R², RMSE and MAE with numpy (a trial computes them every epoch); equal to scikit-learn's
+    r2_score, root_mean_squared_error and mean_absolute_error (a unit test checks)."""
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    err = y - p
+    sse = float(err @ err)
+    sst = float(((y - y.mean()) ** 2).sum()) if len(y) else 0.0
+    n = max(len(y), 1)
+    # scikit-learn's r2_score on a constant y_true: 1.0 for a perfect fit, else 0.0
+    r2 = 1.0 - sse / sst if sst > 0 else (1.0 if sse == 0 else 0.0)
+    return {"r2": r2, "rmse": math.sqrt(sse / n), "mae": float(np.abs(err).sum() / n)}
+
+
+def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, Any]:
+    """``{r2, rmse, mae, n}`` of one split, in the target's original units (scikit-learn)."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(y_pred, dtype=np.float64).ravel()
+    if len(y) == 0:
+        raise ValueError("no rows to score")
+    if p.shape != y.shape:
+        raise ValueError(f"{len(p)} predictions for {len(y)} rows")
+    return {"n": len(y), "r2": float(r2_score(y, p)),
+            "rmse": float(math.sqrt(mean_squared_error(y, p))),
+            "mae": float(mean_absolute_error(y, p))}
+
+
+def mean_baseline(y_train: Any, y_test: Any) -> dict[str, Any]:
+    """"Always predict the training mean", scored on ``y_test``: the keys of
+    :func:`regression_metrics` plus ``predicts`` (that mean)."""
+    yt = np.asarray(y_train, dtype=np.float64)
+    if len(yt) == 0:
+        raise ValueError("no training rows for the baseline")
+    mean = float(yt.mean())
+    y = np.asarray(y_test, dtype=np.float64)
+    return {**regression_metrics(y, np.full(len(y), mean)), "predicts": mean}
 
 
 # ---------------------------------------------------------------------------- fast, per epoch
@@ -257,24 +357,32 @@ class BaselineComparison:
 
 def compare_to_baseline(metrics: Mapping[str, Any], baseline: Mapping[str, Any],
                         margin: float = DEFAULT_BASELINE_MARGIN,
-                        metric: str = "balanced_accuracy") -> BaselineComparison:
-    """Does the model beat the baseline by at least ``margin`` in ``metric`` (balanced accuracy)?
+                        metric: str | None = None) -> BaselineComparison:
+    """Does the model beat the baseline by at least ``margin`` in ``metric``?
 
-    Balanced accuracy, since the majority baseline scores exactly 1/(number of classes) on it
-    however lopsided the classes are, where its accuracy is the majority's share. A gain equal
-    to the margin (up to float rounding) passes.
+    Classification: balanced accuracy, since the majority baseline scores exactly 1/(number
+    of classes) on it however lopsided the classes are, where its accuracy is the majority's
+    share. Regression (metrics with ``r2``): R², which the training mean scores about 0 on.
+    ``metric`` None picks by the metrics given. A gain equal to the margin (up to float
+    rounding) passes.
     """
+    if metric is None:
+        metric = "r2" if "r2" in metrics and "balanced_accuracy" not in metrics \
+            else "balanced_accuracy"
     score, base = float(metrics[metric]), float(baseline[metric])
-    predicts = str(baseline.get("predicts", "?"))
-    words = metric.replace("_", " ")
+    raw = baseline.get("predicts", "?")
+    # the mean as a number (152.1), a class as its quoted label ('no')
+    predicts = f"the mean {raw:.4g}" if isinstance(raw, (int, float)) else repr(str(raw))
+    words = "R²" if metric == "r2" else metric.replace("_", " ")
     gain = score - base
     beats = gain >= margin - _EPS
     if beats:
-        message = (f"beats always predicting {predicts!r}: {words} {score:.2f} vs baseline "
+        message = (f"beats always predicting {predicts}: {words} {score:.2f} vs baseline "
                    f"{base:.2f} (+{gain:.2f} >= min_baseline_margin {margin:.2f})")
     else:
-        message = (f"no better than always predicting {predicts!r} ({words} {score:.2f} vs "
+        message = (f"no better than always predicting {predicts} ({words} {score:.2f} vs "
                    f"baseline {base:.2f}; {gain:+.2f} < min_baseline_margin {margin:.2f})")
+    predicts = str(raw)
     return BaselineComparison(beats, metric, score, base, margin, predicts, message)
 
 
@@ -283,7 +391,7 @@ def compare_to_baseline(metrics: Mapping[str, Any], baseline: Mapping[str, Any],
 
 def scalar_metrics(metrics: Mapping[str, Any], prefix: str) -> dict[str, float]:
     """The scalar metrics as MLflow metrics named ``{prefix}_{name}``; undefined ones left out."""
-    return {f"{prefix}_{k}": float(metrics[k]) for k in SCALARS
+    return {f"{prefix}_{k}": float(metrics[k]) for k in (*SCALARS, *REGRESSION_SCALARS)
             if metrics.get(k) is not None and math.isfinite(metrics[k])}
 
 
@@ -292,6 +400,12 @@ def comparison_markdown(test: Mapping[str, Any], baseline: Mapping[str, Any]) ->
     def cell(v: Any) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
+    if "r2" in test and "balanced_accuracy" not in test:
+        lines = [f"| metric | model (test) | always the training mean "
+                 f"{float(baseline.get('predicts', math.nan)):.4g} (baseline) |", "|---|---:|---:|"]
+        lines += [f"| {k.upper() if k != 'r2' else 'R²'} | {cell(test.get(k))} | "
+                  f"{cell(baseline.get(k))} |" for k in REGRESSION_SCALARS]
+        return "\n".join(lines)
     lines = [f"| metric | model (test) | always {baseline.get('predicts', '?')!r} (baseline) |",
              "|---|---:|---:|"]
     for k in SCALARS:
@@ -345,6 +459,32 @@ def plot_confusion(confusion: Mapping[str, Any], path: str | Path, title: str = 
     ax.set_ylabel("true class")
     ax.set_title(title or "Confusion matrix (test split)")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_predictions(y_true: Any, y_pred: Any, path: str | Path, title: str = "") -> Path:
+    """Predicted against actual values (regression, test split) as a PNG, with the y = x line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(y_pred, dtype=np.float64).ravel()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.scatter(y, p, s=12, alpha=0.6)
+    lo = float(min(y.min(), p.min())) if len(y) else 0.0
+    hi = float(max(y.max(), p.max())) if len(y) else 1.0
+    ax.plot([lo, hi], [lo, hi], "--", c="grey", lw=1, label="predicted = actual")
+    ax.set_xlabel("actual")
+    ax.set_ylabel("predicted")
+    ax.set_title(title or "Predicted vs actual (test split)")
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=110)

@@ -40,6 +40,14 @@ severity among them, "ok" when none fired):
     promoted to champion, whatever ``register_on_warn`` says (publish.register reads
     ``Verdict.no_better_than_baseline``).
 
+Regression (curves with ``train_r2``/``val_r2`` in place of the accuracies; a numeric target)
+reads the same rules in R²: ``gap`` is train R² - val R² against ``max_r2_gap`` (overfit above
+it, warn above half of it); ``selection_optimism`` is val R² - test R² against
+``max_r2_optimism``; ``baseline`` compares test R² with always predicting the training mean
+(whose R² is about 0) by ``min_baseline_margin``; ``loss_ratio`` and ``divergence`` read the
+val and train MSE of the standardised target; ``capacity``, ``instability`` (of the folds' val
+R²) and ``non_finite`` are unchanged.
+
 Every comparison is strict with a 1e-9 slack, so a value equal to its threshold up to float
 rounding (0.90 - 0.85 vs 0.05) does not fire.
 """
@@ -85,20 +93,25 @@ def worst(severities: Sequence[str]) -> Severity:
 
 @dataclass(frozen=True)
 class Curves:
-    """Per-epoch learning curves; epoch i is index i in every list, all of the same length."""
+    """Per-epoch learning curves; epoch i is index i in every list, all of the same length.
+
+    A regression's curves give ``train_r2`` and ``val_r2`` and leave the accuracies empty.
+    """
 
     train_loss: list[float]
     val_loss: list[float]
     train_accuracy: list[float]
     val_accuracy: list[float]
+    train_r2: list[float] | None = None
+    val_r2: list[float] | None = None
 
     def __post_init__(self) -> None:
-        lengths = {
-            "train_loss": len(self.train_loss),
-            "val_loss": len(self.val_loss),
-            "train_accuracy": len(self.train_accuracy),
-            "val_accuracy": len(self.val_accuracy),
-        }
+        if self.regression:
+            scores = {"train_r2": len(self.train_r2 or ()), "val_r2": len(self.val_r2 or ())}
+        else:
+            scores = {"train_accuracy": len(self.train_accuracy),
+                      "val_accuracy": len(self.val_accuracy)}
+        lengths = {"train_loss": len(self.train_loss), "val_loss": len(self.val_loss), **scores}
         if lengths["val_loss"] == 0:
             raise ValueError("learning curves are empty: need at least one epoch")
         if len(set(lengths.values())) != 1:
@@ -107,6 +120,22 @@ class Curves:
 
     def __len__(self) -> int:
         return len(self.val_loss)
+
+    @property
+    def regression(self) -> bool:
+        """Whether these are a regression's curves (R², not accuracy)."""
+        return self.train_r2 is not None or self.val_r2 is not None
+
+    @property
+    def score_name(self) -> str:
+        """What the score curves hold: accuracy, or R²."""
+        return "R²" if self.regression else "accuracy"
+
+    def scores(self, split: str) -> list[float]:
+        """The train or val score curve: accuracy, or R² for a regression."""
+        if self.regression:
+            return list((self.train_r2 if split == "train" else self.val_r2) or [])
+        return self.train_accuracy if split == "train" else self.val_accuracy
 
     def best_epoch(self) -> int:
         """Index of the minimum finite val loss (first on ties); the last epoch if none is
@@ -285,26 +314,29 @@ def _non_finite(curves: Curves) -> Reason | None:
 
 
 def _gap(curves: Curves, e: int, max_gap: float) -> Reason | None:
-    tr, va = curves.train_accuracy[e], curves.val_accuracy[e]
+    """train score - val score at epoch ``e`` (accuracy; R² against max_r2_gap, a regression)."""
+    tr, va = curves.scores("train")[e], curves.scores("val")[e]
     if not (_finite(tr) and _finite(va)):
         return None
     tr, va = float(tr), float(va)
     gap = tr - va
+    limit = "max_r2_gap" if curves.regression else "max_gap"
     if _above(gap, max_gap):
         severity: Severity = "overfit"
-        cmp = f"> max_gap {max_gap:.3f}"
+        cmp = f"> {limit} {max_gap:.3f}"
     elif _above(gap, max_gap / 2):
         severity = "warn"
-        cmp = f"> max_gap/2 {max_gap / 2:.3f} (max_gap {max_gap:.3f})"
+        cmp = f"> {limit}/2 {max_gap / 2:.3f} ({limit} {max_gap:.3f})"
     else:
         return None
+    key = "r2" if curves.regression else "accuracy"
+    name = curves.score_name
     return Reason(
         "gap",
         severity,
-        f"generalisation gap at epoch {e + 1}: train accuracy {tr:.3f} - val accuracy {va:.3f} "
+        f"generalisation gap at epoch {e + 1}: train {name} {tr:.3f} - val {name} {va:.3f} "
         f"= {gap:.3f} {cmp}",
-        {"epoch": float(e), "train_accuracy": tr, "val_accuracy": va, "gap": gap,
-         "max_gap": max_gap},
+        {"epoch": float(e), f"train_{key}": tr, f"val_{key}": va, "gap": gap, limit: max_gap},
     )
 
 
@@ -333,11 +365,13 @@ def _optimism(
 ) -> Reason | None:
     if test_accuracy is None:
         return None
-    va = curves.val_accuracy[e]
+    va = curves.scores("val")[e]
     if not (_finite(va) and _finite(test_accuracy)):
         return None
     va = float(va)
     optimism = va - test_accuracy
+    key, name = ("r2", "R²") if curves.regression else ("accuracy", "accuracy")
+    limit_name = "max_r2_optimism" if curves.regression else "max_selection_optimism"
     if not _above(optimism, limit):
         return None
     trials = (
@@ -345,15 +379,15 @@ def _optimism(
         if n_trials is not None
         else "; this is likelier the more trials the search compares"
     )
-    numbers = {"val_accuracy": va, "test_accuracy": float(test_accuracy), "optimism": optimism,
-               "max_selection_optimism": limit}
+    numbers = {f"val_{key}": va, f"test_{key}": float(test_accuracy), "optimism": optimism,
+               limit_name: limit}
     if n_trials is not None:
         numbers["n_trials"] = float(n_trials)
     return Reason(
         "selection_optimism",
         "warn",
-        f"selection optimism: val accuracy {va:.3f} - test accuracy {test_accuracy:.3f} = "
-        f"{optimism:.3f} > max_selection_optimism {limit:.3f}: the search may have overfit "
+        f"selection optimism: val {name} {va:.3f} - test {name} {test_accuracy:.3f} = "
+        f"{optimism:.3f} > {limit_name} {limit:.3f}: the search may have overfit "
         f"the validation split{trials}",
         numbers,
     )
@@ -411,10 +445,11 @@ def _baseline(test_metrics: Mapping[str, Any] | None, baseline: Mapping[str, Any
         return None
     from paramaudit.metrics import compare_to_baseline  # numpy: only where a verdict has metrics
 
-    if not (_finite(test_metrics.get("balanced_accuracy"))
-            and _finite(baseline.get("balanced_accuracy"))):
+    metric = "r2" if "r2" in test_metrics and "balanced_accuracy" not in test_metrics \
+        else "balanced_accuracy"
+    if not (_finite(test_metrics.get(metric)) and _finite(baseline.get(metric))):
         return None
-    cmp = compare_to_baseline(test_metrics, baseline, margin)
+    cmp = compare_to_baseline(test_metrics, baseline, margin, metric)
     return None if cmp.beats else Reason("baseline", "warn", cmp.message, cmp.numbers())
 
 
@@ -431,10 +466,13 @@ def assess(
     restored_best: bool = False,
     test_metrics: Mapping[str, Any] | None = None,
     baseline: Mapping[str, Any] | None = None,
+    test_r2: float | None = None,
 ) -> Verdict:
     """Apply every rule (see the module docstring) and return the verdict with its reasons.
 
     ``epoch`` is where gap, loss ratio and optimism are read; None means the best epoch.
+    ``test_accuracy`` is the test split's score: its accuracy, or its R² for regression curves
+    (``test_r2`` says the same by name).
     ``test_metrics`` and ``baseline`` (metrics.classification_metrics and majority_baseline of
     the test split) turn on the ``baseline`` rule.
     ``restored_best`` says the delivered weights are the best epoch's (early stopping restored
@@ -448,8 +486,10 @@ def assess(
     ):
         raise ValueError(f"params_trainable must be an integer >= 0, got {params_trainable!r}")
     e = _check_epoch(curves, epoch)
+    regression = curves.regression
+    test_score = test_r2 if regression and test_r2 is not None else test_accuracy
 
-    gap = _gap(curves, e, cfg.max_gap)
+    gap = _gap(curves, e, cfg.max_r2_gap if regression else cfg.max_gap)
     ratio = _loss_ratio(curves, e, cfg.max_loss_ratio)
     div_numbers = _divergence_numbers(
         curves.train_loss, curves.val_loss, cfg.divergence_tolerance, cfg.divergence_epochs
@@ -466,7 +506,8 @@ def assess(
             gap,
             ratio,
             div,
-            _optimism(curves, e, test_accuracy, cfg.max_selection_optimism, n_trials),
+            _optimism(curves, e, test_score,
+                      cfg.max_r2_optimism if regression else cfg.max_selection_optimism, n_trials),
             _capacity(params_trainable, n_train, cfg.max_params_per_sample, gap or ratio),
             _instability(fold_scores, cfg.max_fold_spread),
             _non_finite(curves),

@@ -37,13 +37,20 @@ STEPS = 6  # preprocess, search, train, audit, publish, gate: the [n/6] of the p
 
 
 def preprocess(cfg: PipelineConfig) -> Splits:
-    """Step 1: load, validate, stratified split, scale on train only."""
+    """Step 1: load, validate, split (stratified for classification), scale on train only;
+    says which task the run is (``task: auto`` resolved)."""
     splits = load_and_split(cfg)
     sizes = splits.sizes()
     prep = splits.preprocessor.describe() if splits.preprocessor is not None else {}
     how = ", ".join(f"{k} {v}" for k, v in prep.items() if v is not None and k != "n_out") or "-"
+    task = getattr(splits, "task", "classification")
+    chose = " (task auto)" if cfg.task == "auto" else ""
+    target = (f"regression{chose}, target mean {splits.target_scaler.mean:.4g} std "
+              f"{splits.target_scaler.std:.4g} on train" if task == "regression" and
+              splits.target_scaler is not None else f"{splits.n_classes} classes"
+              + (", classification (task auto)" if chose else ""))
     say(f"[1/{STEPS}] preprocess: {splits.name}: {sum(sizes.values())} rows, {splits.n_features} "
-        f"features, {splits.n_classes} classes -> train {sizes['train']} / val {sizes['val']} / "
+        f"features, {target} -> train {sizes['train']} / val {sizes['val']} / "
         f"test {sizes['test']} (fitted on train: {how})")
     return splits
 
@@ -124,15 +131,21 @@ def train_final(splits: Splits, outcome: SearchOutcome, cfg: PipelineConfig) -> 
     h = chosen.history
     how = ("retrained" if chosen.source == "retrained"
            else f"{chosen.source}'s own weights, as retraining it would give")
+    score = "R²" if final.task == "regression" else "accuracy"
     line = (f"[3/{STEPS}] train: {how}: {len(h.val_loss)} epochs (best {h.best_epoch + 1}"
-            f"{f', {h.stopped_by}' if h.stopped_early else ''}): test accuracy "
-            f"{chosen.test_accuracy:.4f}")
+            f"{f', {h.stopped_by}' if h.stopped_early else ''}): test {score} "
+            f"{chosen.test_score:.4f}")
     if final.selection is not None:
-        line += f"; {final.source}: test accuracy {final.test_accuracy:.4f}"
-    say(line + f", test loss {final.test_loss:.4f}"
-        + (f", test balanced accuracy {final.test_metrics['balanced_accuracy']:.4f} (always "
-           f"{final.baseline['predicts']!r}: {final.baseline['balanced_accuracy']:.4f})"
-           if final.test_metrics and final.baseline else ""))
+        line += f"; {final.source}: test {score} {final.test_score:.4f}"
+    tm, base = final.test_metrics, final.baseline
+    if final.task == "regression":
+        versus = (f", test RMSE {tm['rmse']:.4g}, MAE {tm['mae']:.4g} (always the training mean "
+                  f"{base['predicts']:.4g}: R² {base['r2']:.4f}, RMSE {base['rmse']:.4g})"
+                  if tm and base else "")
+    else:
+        versus = (f", test balanced accuracy {tm['balanced_accuracy']:.4f} (always "
+                  f"{base['predicts']!r}: {base['balanced_accuracy']:.4f})" if tm and base else "")
+    say(line + f", test loss {final.test_loss:.4f}" + versus)
     return final
 
 
@@ -193,9 +206,9 @@ def audit(final: FinalModel, splits: Splits, outcome: SearchOutcome,
     n_train = len(splits.y_train)
     verdict = assess(
         final.history.curves(), cfg.audit, params_trainable=rep.trainable_params,
-        n_train=n_train, test_accuracy=(final.selection or final).test_accuracy,
+        n_train=n_train, test_accuracy=(final.selection or final).test_score,
         n_trials=len(outcome.records),
-        restored_best=True, fold_scores=outcome.best_trial().fold_val_accuracy or None,
+        restored_best=True, fold_scores=outcome.best_trial().fold_val_scores or None,
         test_metrics=final.test_metrics, baseline=final.baseline,
     )
     rows = [
@@ -209,7 +222,9 @@ def audit(final: FinalModel, splits: Splits, outcome: SearchOutcome,
         capacity.TrialPoint(
             trial_id=str(t.number), params_trainable=int(t.params_trainable or 0),
             train_loss=t.final("train_loss"), val_loss=t.final("val_loss"),
-            train_accuracy=t.final("train_accuracy"), val_accuracy=t.final("val_accuracy"),
+            # accuracies only where there are some: a regression's trials have R² instead
+            train_accuracy=t.final("train_accuracy") if t.task == "classification" else None,
+            val_accuracy=t.final("val_accuracy") if t.task == "classification" else None,
             hyperparameters=t.hyperparameters)
         for t in outcome.records if t.params_trainable
     ]

@@ -6,7 +6,10 @@ flow's return value) and, apart from it, the views the Prefect layer turns into 
 The test split's metrics are published beside the majority-class baseline's (paramaudit.metrics):
 MLflow metrics ``test_<name>`` and ``baseline_<name>`` (accuracy, balanced_accuracy, f1_macro,
 roc_auc, log_loss), ``report/metrics.json``, ``plots/confusion_matrix.png``; a model that does
-not beat the baseline (the verdict's ``baseline`` rule) is never made champion.
+not beat the baseline (the verdict's ``baseline`` rule) is never made champion. A regression's
+are r2, rmse and mae (``test_r2``, ``baseline_r2``, ...; the baseline always predicts the
+training mean), with ``plots/predicted_vs_actual.png`` instead of the confusion matrix; its
+registered model answers in the target's original units (FinalModel.served_model).
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ from paramaudit import capacity, report
 from paramaudit.config import PipelineConfig
 from paramaudit.data import Splits
 from paramaudit.metrics import (
-    TASK,
     comparison_markdown,
     confusion_markdown,
     confusion_rows,
     plot_confusion,
+    plot_predictions,
     scalar_metrics,
 )
 from paramaudit.overfit import Verdict
@@ -110,7 +113,8 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     md = _report_markdown(cfg, splits, final, result, counts, parent_id, ui_url, cap_rows,
                           onset, imp_rows)
     columns = jsonable(getattr(splits, "columns_report", None))
-    _log_artifacts(tracker, parent_id, outcome, final, result, md, chosen, cap_rows, splits.name)
+    _log_artifacts(tracker, parent_id, outcome, final, result, md, chosen, cap_rows, splits.name,
+                   _test_predictions(final, splits))
     _log_data_report(tracker, parent_id, columns)
     registered = None
     if cfg.tracking.log_model:
@@ -132,6 +136,15 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
                        _baseline_note(final, result.verdict))
 
 
+def _test_predictions(final: FinalModel, splits: Splits) -> tuple[Any, Any] | None:
+    """A regression's test targets and the final model's predictions (original units)."""
+    if final.task != "regression" or final.target_scaler is None:
+        return None
+    from paramaudit.training import predict_regression
+
+    return splits.y_test, predict_regression(final.model, splits.x_test, final.target_scaler)
+
+
 def _baseline_note(final: FinalModel, verdict: Verdict) -> str:
     if not (final.test_metrics and final.baseline):
         return ""
@@ -139,6 +152,10 @@ def _baseline_note(final: FinalModel, verdict: Verdict) -> str:
     if reason is not None:
         return reason.message[0].upper() + reason.message[1:] + "."
     tm, base = final.test_metrics, final.baseline
+    if final.task == "regression":
+        return (f"R² {tm['r2']:.4f} (RMSE {tm['rmse']:.4g}) against {base['r2']:.4f} (RMSE "
+                f"{base['rmse']:.4g}) for always predicting the training mean "
+                f"{base['predicts']:.4g}.")
     return (f"balanced accuracy {tm['balanced_accuracy']:.4f} against {base['balanced_accuracy']:.4f} "
             f"for always predicting {base['predicts']!r} (rows: true class, columns: predicted).")
 
@@ -185,12 +202,14 @@ def _log_metrics(tracker: Tracker, parent_id: str, splits: Splits, outcome: Sear
                  final: FinalModel, result: AuditResult, counts: _Counts) -> None:
     rep, h = result.report, final.history
     best, n_train = h.best_epoch, len(splits.y_train)
+    score = "r2" if final.task == "regression" else "accuracy"
     metrics = {
-        "test_accuracy": final.test_accuracy, "test_loss": final.test_loss,
+        **({"test_accuracy": final.test_accuracy} if final.test_accuracy is not None else {}),
+        "test_loss": final.test_loss,
         **audit_metrics(rep), "params_per_train_sample": rep.trainable_params / n_train,
         "best_epoch": best + 1, "epochs_trained": len(h.val_loss),
-        "val_loss": h.val_loss[best], "val_accuracy": h.val_accuracy[best],
-        "train_loss": h.train_loss[best], "train_accuracy": h.train_accuracy[best],
+        "val_loss": h.val_loss[best], f"val_{score}": h.scores("val")[best],
+        "train_loss": h.train_loss[best], f"train_{score}": h.scores("train")[best],
         "search_best_score": outcome.best_score, "trials_total": len(outcome.records),
         "trials_finished": counts.finished, "trials_failed": counts.failed,
         "trials_skipped": counts.skipped, "search_seconds": outcome.seconds, "n_train": n_train,
@@ -199,7 +218,8 @@ def _log_metrics(tracker: Tracker, parent_id: str, splits: Splits, outcome: Sear
     metrics = {**scalar_metrics(final.test_metrics, "test"),
                **scalar_metrics(final.baseline, "baseline"), **metrics}
     for split, scores in final.split_metrics.items():  # the final model's train and val splits
-        metrics.update({f"{split}_{k}": scores[k] for k in ("balanced_accuracy", "f1_macro", "roc_auc")
+        metrics.update({f"{split}_{k}": scores[k] for k in ("balanced_accuracy", "f1_macro", "roc_auc",
+                                                            "rmse", "mae")
                         if scores.get(k) is not None})
     if result.pca:
         metrics.update(first_layer_params=result.pca["params_with_pca"],
@@ -209,17 +229,23 @@ def _log_metrics(tracker: Tracker, parent_id: str, splits: Splits, outcome: Sear
     for epoch in range(len(h.val_loss)):
         tracker.log_metrics(parent_id, {
             "curve_train_loss": h.train_loss[epoch], "curve_val_loss": h.val_loss[epoch],
-            "curve_train_accuracy": h.train_accuracy[epoch],
-            "curve_val_accuracy": h.val_accuracy[epoch]}, step=epoch + 1)
+            f"curve_train_{score}": h.scores("train")[epoch],
+            f"curve_val_{score}": h.scores("val")[epoch]}, step=epoch + 1)
 
 
 def _log_tags(tracker: Tracker, parent_id: str, cfg: PipelineConfig, outcome: SearchOutcome,
               final: FinalModel, result: AuditResult) -> None:
     verdict, rep = result.verdict, result.report
     tm, base = final.test_metrics, final.baseline
-    vs_baseline = (f" (balanced accuracy {tm['balanced_accuracy']:.4f}, always "
-                   f"{base['predicts']!r} scores {base['balanced_accuracy']:.4f})"
-                   if tm and base else "")
+    if final.task == "regression":
+        vs_baseline = (f" (RMSE {tm['rmse']:.4g}; always the training mean {base['predicts']:.4g}"
+                       f" scores R² {base['r2']:.4f}, RMSE {base['rmse']:.4g})" if tm and base else "")
+        headline = f"test R² {final.test_score:.4f}"
+    else:
+        vs_baseline = (f" (balanced accuracy {tm['balanced_accuracy']:.4f}, always "
+                       f"{base['predicts']!r} scores {base['balanced_accuracy']:.4f})"
+                       if tm and base else "")
+        headline = f"test accuracy {final.test_score:.4f}"
     baseline_tags = {"beats_baseline": str(verdict.no_better_than_baseline is None).lower()} \
         if tm and base else {}
     tracker.set_tags(parent_id, {
@@ -228,8 +254,8 @@ def _log_tags(tracker: Tracker, parent_id: str, cfg: PipelineConfig, outcome: Se
         "final_model_source": final.source, **baseline_tags,
         # the run's description in the MLflow UI
         "mlflow.note.content": (
-            f"Overfitting verdict **{verdict.verdict}**; test accuracy "
-            f"{final.test_accuracy:.4f}{vs_baseline}; {rep.trainable_params:,} trainable parameters; "
+            f"Overfitting verdict **{verdict.verdict}**; {headline}"
+            f"{vs_baseline}; {rep.trainable_params:,} trainable parameters; "
             f"{len(outcome.records)} trials ({cfg.search.algorithm} search). "
             + ("; ".join(verdict.to_dict()["reasons"]) or "No overfitting rule fired.")),
     })
@@ -244,11 +270,12 @@ def _report_markdown(cfg: PipelineConfig, splits: Splits, final: FinalModel, res
     return markdown_summary(
         title=f"paramaudit: {run_name(cfg)}",
         data={"data set": splits.name, **splits.sizes(), "features": splits.n_features,
-              "classes": splits.n_classes,
+              **({"task": "regression"} if final.task == "regression"
+                 else {"classes": splits.n_classes}),
               **({"encoded categorical columns": encoded} if encoded else {}),
               **preprocessing_summary(final.preprocessing)},
         hyperparameters=final.hyperparameters, sampled=cfg.search.sampled(),
-        test_metrics={"accuracy": final.test_accuracy, "loss": final.test_loss},
+        test_metrics=_headline_metrics(final),
         params={"params_total": rep.total_params, "params_trainable": rep.trainable_params,
                 **({"pca": result.pca["message"]} if result.pca else {})},
         verdict=result.verdict.to_dict(),
@@ -259,6 +286,15 @@ def _report_markdown(cfg: PipelineConfig, splits: Splits, final: FinalModel, res
         importance_markdown=importance_markdown(imp_rows, result.importance_note),
         metrics_markdown=_metrics_markdown(final),
     )
+
+
+def _headline_metrics(final: FinalModel) -> dict[str, Any]:
+    """The test split's headline numbers: accuracy and loss, or a regression's R², RMSE, MAE
+    and loss."""
+    if final.task == "regression":
+        tm = final.test_metrics
+        return {"r2": tm["r2"], "rmse": tm["rmse"], "mae": tm["mae"], "loss": final.test_loss}
+    return {"accuracy": final.test_accuracy, "loss": final.test_loss}
 
 
 def _metrics_markdown(final: FinalModel) -> str:
@@ -274,8 +310,10 @@ def _metrics_markdown(final: FinalModel) -> str:
 
 def _log_artifacts(tracker: Tracker, parent_id: str, outcome: SearchOutcome, final: FinalModel,
                    result: AuditResult, md: str, chosen: str | None,
-                   cap_rows: list[dict[str, Any]], data_name: str) -> None:
-    """report/, plots/, model_weights/ and audit/ on the parent run."""
+                   cap_rows: list[dict[str, Any]], data_name: str,
+                   predictions: tuple[Any, Any] | None = None) -> None:
+    """report/, plots/, model_weights/ and audit/ on the parent run; ``predictions`` (a
+    regression's test targets and predictions) make the predicted-vs-actual plot."""
     h, verdict = final.history, result.verdict
     with scratch_dir() as tmp:
         d = Path(tmp)
@@ -296,9 +334,15 @@ def _log_artifacts(tracker: Tracker, parent_id: str, outcome: SearchOutcome, fin
         if final.test_metrics.get("confusion"):
             plot_confusion(final.test_metrics["confusion"], d / "confusion_matrix.png",
                            title=f"Final model on {data_name}: confusion matrix (test split)")
+        if final.task == "regression" and predictions is not None:
+            plot_predictions(*predictions, d / "predicted_vs_actual.png",
+                             title=f"Final model on {data_name}: predicted vs actual (test split)")
+        if final.test_metrics:
             (d / "metrics.json").write_text(json.dumps(
-                {"task": TASK, "test": final.test_metrics, "baseline": final.baseline,
-                 **final.split_metrics}, indent=2))
+                {"task": final.task, "test": jsonable(final.test_metrics),
+                 "baseline": jsonable(final.baseline), **jsonable(final.split_metrics),
+                 **({"target_scaler": final.target_scaler.to_dict()}
+                    if final.target_scaler is not None else {})}, indent=2))
         if result.importance is not None:
             _importance_artifacts(tracker, parent_id, outcome, result, d)
         if result.capacity_points:
@@ -334,16 +378,22 @@ def run_summary(parent_id: str, cfg: PipelineConfig, outcome: SearchOutcome, fin
                 result: AuditResult, flow_run_id: str | None) -> dict[str, Any]:
     """The run's summary: what --output-json writes and the flow returns."""
     rep, h = result.report, final.history
+    regression = final.task == "regression"
+    # accuracy and loss: the training loop's own numbers, as before; then every other metric.
+    # A regression's: r2, rmse, mae (original units) and loss (the standardised target's MSE)
+    test = ({**jsonable(final.test_metrics), "loss": final.test_loss} if regression else
+            {**jsonable(final.test_metrics), "accuracy": final.test_accuracy,
+             "loss": final.test_loss})
+    score = "r2" if regression else "accuracy"
     return {
         "mlflow_run_id": parent_id,
         "experiment": cfg.experiment,
-        "task": TASK,
+        "task": final.task,
         "best_hyperparameters": final.hyperparameters,
-        # accuracy and loss: the training loop's own numbers, as before; then every other metric
-        "test_metrics": {**jsonable(final.test_metrics), "accuracy": final.test_accuracy,
-                         "loss": final.test_loss},
+        "test_metrics": test,
         "baseline": jsonable(final.baseline),
-        "class_labels": list(final.class_labels),
+        **({"target_scaler": final.target_scaler.to_dict()} if final.target_scaler is not None
+           else {"class_labels": list(final.class_labels)}),
         "params_total": rep.total_params,
         "params_trainable": rep.trainable_params,
         "overfit": result.verdict.to_dict(),
@@ -351,7 +401,7 @@ def run_summary(parent_id: str, cfg: PipelineConfig, outcome: SearchOutcome, fin
         "trial_results": [
             {"trial": t.number, "status": t.status, "params_trainable": t.params_trainable,
              "best_val_loss": t.best("val_loss", "min"),
-             "best_val_accuracy": t.best("val_accuracy", "max"),
+             f"best_val_{score}": t.best(f"val_{score}", "max"),
              "epochs": len(t.history["val_loss"]), "node_id": t.node_id,
              "worker_pid": t.worker_pid,
              "hyperparameters": t.hyperparameters}
@@ -359,7 +409,11 @@ def run_summary(parent_id: str, cfg: PipelineConfig, outcome: SearchOutcome, fin
         ],
         "prefect_flow_run_id": flow_run_id,
         "final_model": {"source": final.source, "epochs": len(h.val_loss),
-                        "best_epoch": h.best_epoch + 1, "stopped_by": h.stopped_by},
+                        "best_epoch": h.best_epoch + 1, "stopped_by": h.stopped_by,
+                        # refit: the model the search chose, which the verdict judged
+                        **({"selection": {"source": final.selection.source,
+                                          "test_metrics": jsonable(final.selection.test_metrics)}}
+                           if final.selection is not None else {})},
     }
 
 
@@ -413,7 +467,9 @@ def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: Final
     if mine:
         version = mine[0].version
     else:
-        info = tracker.log_model(parent_id, final.model, example, registered_name=name)
+        # a regression's model answers in the target's units (FinalModel.served_model)
+        served = final.served_model() if hasattr(final, "served_model") else final.model
+        info = tracker.log_model(parent_id, served, example, registered_name=name)
         version = getattr(info, "registered_model_version", None)
     why_not = promotion_refusal(verdict, cfg.audit.register_on_warn)
     out: dict[str, Any] = {"name": name, "version": version, "champion": False,

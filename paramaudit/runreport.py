@@ -8,7 +8,7 @@ from typing import Any
 
 
 def plot_learning_curves(history: Any, path: str | Path, title: str = "") -> Path:
-    """Train and val loss and accuracy per epoch, best epoch marked; a PNG."""
+    """Train and val loss and accuracy (a regression: R²) per epoch, best epoch marked; a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,9 +18,14 @@ def plot_learning_curves(history: Any, path: str | Path, title: str = "") -> Pat
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     ax_loss.plot(epochs, history.train_loss, "o-", label="train", ms=3)
     ax_loss.plot(epochs, history.val_loss, "o-", label="val", ms=3)
-    ax_acc.plot(epochs, history.train_accuracy, "o-", label="train", ms=3)
-    ax_acc.plot(epochs, history.val_accuracy, "o-", label="val", ms=3)
-    for ax, name in ((ax_loss, "cross-entropy loss"), (ax_acc, "accuracy")):
+    regression = getattr(history, "task", "classification") == "regression"
+    ax_acc.plot(epochs, history.train_r2 if regression else history.train_accuracy, "o-",
+                label="train", ms=3)
+    ax_acc.plot(epochs, history.val_r2 if regression else history.val_accuracy, "o-",
+                label="val", ms=3)
+    names = ("MSE (standardised target)", "R²") if regression else ("cross-entropy loss",
+                                                                   "accuracy")
+    for ax, name in zip((ax_loss, ax_acc), names, strict=True):
         if history.best_epoch >= 0:
             ax.axvline(history.best_epoch + 1, ls="--", c="grey", lw=1, label="best epoch")
         ax.set_xlabel("epoch")
@@ -68,8 +73,12 @@ def markdown_summary(
     for reason in verdict.get("reasons") or ["no rule fired"]:
         lines.append(f"- {reason}")
     lines += ["", "## Result", ""]
-    lines.append(f"- test accuracy **{test_metrics['accuracy']:.4f}**, "
-                 f"test loss {test_metrics['loss']:.4f}")
+    if "r2" in test_metrics:
+        lines.append(f"- test R² **{test_metrics['r2']:.4f}**, RMSE {test_metrics['rmse']:.4g}, "
+                     f"MAE {test_metrics['mae']:.4g}, test loss {test_metrics['loss']:.4f}")
+    else:
+        lines.append(f"- test accuracy **{test_metrics['accuracy']:.4f}**, "
+                     f"test loss {test_metrics['loss']:.4f}")
     lines.append(f"- learned parameters: **{params['params_total']:,}** total, "
                  f"{params['params_trainable']:,} trainable")
     if params.get("pca"):
@@ -81,7 +90,8 @@ def markdown_summary(
     else:
         lines.append(f"- MLflow run: `{mlflow_run_id}`")
     if metrics_markdown:
-        lines += ["", "## Test metrics against the majority baseline", "", metrics_markdown.strip()]
+        against = "the training mean" if "r2" in test_metrics else "the majority baseline"
+        lines += ["", f"## Test metrics against {against}", "", metrics_markdown.strip()]
     lines += ["", "## Data", ""]
     lines += [f"- {k}: {_fmt(v)}" for k, v in data.items()]
     lines += ["", "## Chosen hyperparameters", "", "| hyperparameter | value | searched |",

@@ -5,6 +5,13 @@ macro F1, ROC AUC and log loss (paramaudit.metrics.SEARCH_METRICS: what ``search
 name), from the val predictions it has already made, with numpy. Early stopping and the best
 epoch stay on val loss. The final model is scored once on every split with the full metrics
 and beside the majority-class baseline (FinalModel.test_metrics, FinalModel.baseline).
+
+A regression (``task="regression"``: float targets, one output unit) trains on the target
+standardised with its training rows' mean and std (metrics.TargetScaler) under the ``loss``
+hyperparameter (mse or huber); train and val loss are the plain MSE of the standardised target
+(whatever the training loss, so trials compare), and every epoch reports train and val R²,
+val RMSE and val MAE in the target's original units. Its final model is scored the same way,
+beside always predicting the training mean (metrics.mean_baseline).
 """
 
 from __future__ import annotations
@@ -20,13 +27,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from paramaudit.metrics import classification_metrics, epoch_scores, majority_baseline, softmax
+from paramaudit.metrics import (
+    TargetScaler,
+    classification_metrics,
+    epoch_regression_scores,
+    epoch_scores,
+    majority_baseline,
+    mean_baseline,
+    regression_metrics,
+    softmax,
+)
 from paramaudit.overfit import Curves, divergence
 from paramaudit.train_hyperparameters import (
     BATCH_SIZE,
     CLASS_WEIGHT,
     LABEL_SMOOTHING,
     LEARNING_RATE,
+    LOSS,
     MOMENTUM,
     OPTIMIZER,
     OPTIMIZERS,
@@ -44,12 +61,16 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class History:
-    """Per-epoch metrics of both splits; epoch i is index i."""
+    """Per-epoch metrics of both splits; epoch i is index i. A classification fills the
+    accuracy lists, a regression the R² ones (``task``)."""
 
     train_loss: list[float] = field(default_factory=list)
     train_accuracy: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
+    train_r2: list[float] = field(default_factory=list)
+    val_r2: list[float] = field(default_factory=list)
+    task: str = "classification"
     best_epoch: int = -1
     stopped_early: bool = False
     # why training ended: "early_stopping", "divergence" or "max_epochs" (see StopRule)
@@ -58,12 +79,19 @@ class History:
 
     def curves(self) -> Curves:
         """The curves the overfitting verdict reads."""
+        if self.task == "regression":
+            return Curves(list(self.train_loss), list(self.val_loss), [], [],
+                          train_r2=list(self.train_r2), val_r2=list(self.val_r2))
         return Curves(
             train_loss=list(self.train_loss),
             val_loss=list(self.val_loss),
             train_accuracy=list(self.train_accuracy),
             val_accuracy=list(self.val_accuracy),
         )
+
+    def scores(self, split: str) -> list[float]:
+        """``split``'s (train or val) score curve: accuracy, or R² for a regression."""
+        return getattr(self, f"{split}_{'r2' if self.task == 'regression' else 'accuracy'}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy."""
@@ -123,6 +151,46 @@ def _measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return loss_sum / n, correct / n, torch.cat(outputs) if outputs else torch.empty(0, 0)
 
 
+@torch.no_grad()
+def predict_scaled(model: nn.Module, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """A regression model's one output per row (the standardised target), in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = [model(x[start:start + batch_size]).reshape(-1) for start in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def _regression_measure(model: nn.Module, x: torch.Tensor, y: np.ndarray, target: TargetScaler,
+                        ) -> tuple[float, dict[str, float], np.ndarray]:
+    """MSE of the standardised target, R²/RMSE/MAE in original units, the predictions (original
+    units)."""
+    pred = target.unscale(predict_scaled(model, x).numpy())
+    z_err = (pred - np.asarray(y, np.float64)) / target.std
+    loss = float(np.mean(z_err ** 2)) if len(z_err) else math.nan
+    return loss, epoch_regression_scores(y, pred), pred
+
+
+def predict_regression(model: nn.Module, x: np.ndarray, target: TargetScaler) -> np.ndarray:
+    """A regression model's predictions of rows ``x``, in the target's original units."""
+    return target.unscale(predict_scaled(model, torch.from_numpy(
+        np.ascontiguousarray(x, np.float32))).numpy())
+
+
+class RegressionOutput(nn.Module):
+    """A regression model whose output is in the target's original units (what is logged and
+    registered: raw predictions out, one column). Mean and std are buffers, not parameters."""
+
+    def __init__(self, model: nn.Module, target: TargetScaler) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(target.mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(target.std, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) * self.std + self.mean
+
+
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              batch_size: int = 2048) -> tuple[float, float]:
     """Mean cross-entropy and accuracy in eval mode."""
@@ -167,19 +235,36 @@ class EpochTrainer:
     """Trains one model an epoch at a time and measures both splits after each epoch.
 
     One object per model lets k-fold cross-validation train its k models in lockstep, so a
-    scheduler sees the mean over folds after every epoch.
+    scheduler sees the mean over folds after every epoch. ``task="regression"`` standardises
+    the target with ``target`` (None: fitted on these training rows, as every caller does).
     """
 
     def __init__(self, model: nn.Module, train: tuple[np.ndarray, np.ndarray],
                  val: tuple[np.ndarray, np.ndarray], hp: Mapping[str, Any], *, seed: int = 0,
-                 augment_shape: tuple[int, ...] | None = None, restore_best: bool = True) -> None:
+                 augment_shape: tuple[int, ...] | None = None, restore_best: bool = True,
+                 task: str = "classification", target: TargetScaler | None = None) -> None:
         torch.manual_seed(seed)
         self.model = model
         self.gen = torch.Generator().manual_seed(seed)
-        self.x_tr, self.y_tr = as_tensors(*train)
-        self.x_va, self.y_va = as_tensors(*val)
+        self.regression = task == "regression"
+        self.target = (target or TargetScaler.fit(train[1])) if self.regression else None
+        if self.target is not None:
+            self.y_tr_raw = np.asarray(train[1], np.float64)
+            self.y_va_raw = np.asarray(val[1], np.float64)
+            self.x_tr = torch.from_numpy(np.ascontiguousarray(train[0], np.float32))
+            self.y_tr = torch.from_numpy(self.target.scale(train[1]))
+            self.x_va = torch.from_numpy(np.ascontiguousarray(val[0], np.float32))
+            self.y_va = torch.from_numpy(self.target.scale(val[1]))
+            self.loss_name = LOSS.read(hp)
+            if self.loss_name not in ("mse", "huber"):
+                raise ValueError(f"unknown loss {self.loss_name!r}")
+        else:
+            self.x_tr, self.y_tr = as_tensors(*train)
+            self.x_va, self.y_va = as_tensors(*val)
         sub = torch.randperm(len(self.y_tr), generator=self.gen)[:TRAIN_EVAL_ROWS]
         self.x_tr_eval, self.y_tr_eval = self.x_tr[sub], self.y_tr[sub]
+        if self.target is not None:
+            self.y_tr_eval_raw = self.y_tr_raw[sub.numpy()]
         self.optimizer = make_optimizer(model.parameters(), hp)
         self.weighting = CLASS_WEIGHT.read(hp)
         if self.weighting not in ("none", "balanced"):
@@ -187,11 +272,11 @@ class EpochTrainer:
         self.loss_weight: torch.Tensor | None = None  # set at the first batch: needs the class count
         # training loss only: val and test losses stay the plain cross-entropy
         self.label_smoothing = LABEL_SMOOTHING.read(hp)
-        self.y_va_np = np.asarray(val[1], np.int64)
+        self.y_va_np = None if self.regression else np.asarray(val[1], np.int64)
         self.batch_size = BATCH_SIZE.read(hp)
         self.augment_shape = augment_shape
         self.restore_best = restore_best
-        self.history = History()
+        self.history = History(task="regression" if self.regression else "classification")
         self.best_loss, self.best_state, self.bad_epochs = math.inf, None, 0
 
     def step(self) -> dict[str, float]:
@@ -207,6 +292,13 @@ class EpochTrainer:
                 xb = augment_images(xb, self.augment_shape, self.gen)
             opt.zero_grad(set_to_none=True)
             logits = model(xb)
+            if self.target is not None:
+                loss = self._regression_loss(logits, self.y_tr[idx])
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(f"loss became {loss.item()} at epoch {epoch + 1}")
+                loss.backward()
+                opt.step()
+                continue
             if self.weighting == "balanced" and self.loss_weight is None:
                 self.loss_weight = torch.as_tensor(
                     class_weights(self.y_tr.numpy(), logits.shape[1]), dtype=logits.dtype)
@@ -216,6 +308,8 @@ class EpochTrainer:
                 raise NonFiniteLossError(f"loss became {loss.item()} at epoch {epoch + 1}")
             loss.backward()
             opt.step()
+        if self.target is not None:
+            return self._regression_epoch(epoch)
         tr_loss, tr_acc = evaluate(model, self.x_tr_eval, self.y_tr_eval)
         va_loss, va_acc, va_logits = _measure(model, self.x_va, self.y_va)
         if not (math.isfinite(tr_loss) and math.isfinite(va_loss)):
@@ -226,16 +320,41 @@ class EpochTrainer:
         h.train_accuracy.append(tr_acc)
         h.val_loss.append(va_loss)
         h.val_accuracy.append(va_acc)
-        if va_loss < self.best_loss:
-            self.best_loss, self.bad_epochs, h.best_epoch = va_loss, 0, epoch
-            if self.restore_best:
-                self.best_state = copy.deepcopy(model.state_dict())
-        else:
-            self.bad_epochs += 1
+        self._track_best(va_loss, epoch)
         return {"train_loss": tr_loss, "train_accuracy": tr_acc,
                 "val_loss": va_loss, "val_accuracy": va_acc,
                 **{f"val_{k}": v for k, v in scores.items()},
                 "val_log_loss": va_loss}  # the same cross-entropy, by its scikit-learn name
+
+    def _regression_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        pred = out.reshape(-1)
+        if self.loss_name == "huber":
+            return nn.functional.huber_loss(pred, y, delta=1.0)
+        return nn.functional.mse_loss(pred, y)
+
+    def _regression_epoch(self, epoch: int) -> dict[str, float]:
+        assert self.target is not None
+        tr_loss, tr, _ = _regression_measure(self.model, self.x_tr_eval, self.y_tr_eval_raw,
+                                             self.target)
+        va_loss, va, _ = _regression_measure(self.model, self.x_va, self.y_va_raw, self.target)
+        if not (math.isfinite(tr_loss) and math.isfinite(va_loss)):
+            raise NonFiniteLossError(f"loss became non-finite at epoch {epoch + 1}")
+        h = self.history
+        h.train_loss.append(tr_loss)
+        h.train_r2.append(tr["r2"])
+        h.val_loss.append(va_loss)
+        h.val_r2.append(va["r2"])
+        self._track_best(va_loss, epoch)
+        return {"train_loss": tr_loss, "train_r2": tr["r2"], "val_loss": va_loss,
+                "val_r2": va["r2"], "val_rmse": va["rmse"], "val_mae": va["mae"]}
+
+    def _track_best(self, va_loss: float, epoch: int) -> None:
+        if va_loss < self.best_loss:
+            self.best_loss, self.bad_epochs, self.history.best_epoch = va_loss, 0, epoch
+            if self.restore_best:
+                self.best_state = copy.deepcopy(self.model.state_dict())
+        else:
+            self.bad_epochs += 1
 
     def finish(self) -> History:
         """Restore the best weights (when kept) and leave the model in eval mode."""
@@ -302,10 +421,11 @@ def fit(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     restore_best: bool = True,
     augment_shape: tuple[int, ...] | None = None,
+    task: str = "classification",
 ) -> History:
     """Train ``model`` in place until the StopRule ends it; restore the best weights."""
     trainer = EpochTrainer(model, train, val, hp, seed=seed, augment_shape=augment_shape,
-                           restore_best=restore_best)
+                           restore_best=restore_best, task=task)
     for epoch, metrics, _ in train_epochs(trainer, StopRule(max_epochs, patience, divergence)):
         if on_epoch is not None:
             on_epoch(epoch, metrics)
@@ -321,22 +441,30 @@ def fit_folds(
     seed: int = 0,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     augment_shape: tuple[int, ...] | None = None,
+    task: str = "classification",
 ) -> list[History]:
-    """k-fold: train one model per fold in lockstep; report means and the fold-to-fold spread."""
+    """k-fold: train one model per fold in lockstep; report means and the fold-to-fold spread
+    (of val accuracy, or val R² for a regression: ``fold{i}_val_<score>``)."""
     trainers = [EpochTrainer(m, tr, va, hp, seed=seed + i, augment_shape=augment_shape,
-                             restore_best=False)
+                             restore_best=False, task=task)
                 for i, (m, (tr, va)) in enumerate(zip(models, folds, strict=True))]
+    score = "val_r2" if task == "regression" else "val_accuracy"
     for epoch in range(max_epochs):
         per_fold = [t.step() for t in trainers]
         metrics = {k: float(np.mean([m[k] for m in per_fold])) for k in per_fold[0]}
-        val_acc = [m["val_accuracy"] for m in per_fold]
-        metrics["val_accuracy_std"] = float(np.std(val_acc))
+        val_scores = [m[score] for m in per_fold]
+        metrics[f"{score}_std"] = float(np.std(val_scores))
         metrics["val_loss_std"] = float(np.std([m["val_loss"] for m in per_fold]))
-        for i, acc in enumerate(val_acc):
-            metrics[f"fold{i}_val_accuracy"] = acc
+        for i, value in enumerate(val_scores):
+            metrics[f"fold{i}_{score}"] = value
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     return [t.finish() for t in trainers]
+
+
+def n_outputs(splits: Any) -> int:
+    """The model's output units: one per class, 1 for a regression."""
+    return 1 if _task(splits) == "regression" else int(splits.n_classes)
 
 
 def image_shape(splits: Any) -> tuple[int, ...] | None:
@@ -358,7 +486,7 @@ class FinalModel:
     model: nn.Module
     history: History
     test_loss: float
-    test_accuracy: float
+    test_accuracy: float | None  # None for a regression: its score is test_metrics["r2"]
     hyperparameters: dict[str, Any]
     example: Any = None  # a few preprocessed test rows: the logged model's input example
     preprocessing: dict[str, Any] = field(default_factory=dict)
@@ -371,6 +499,23 @@ class FinalModel:
     # refit on train + val (train.refit): the model the search chose, trained on the train
     # split alone and scored on test: what the overfitting rules judge (``history`` is its)
     selection: FinalModel | None = None
+    task: str = "classification"
+    # a regression's target standardisation, as this model learned it (RegressionOutput)
+    target_scaler: TargetScaler | None = None
+
+    @property
+    def test_score(self) -> float:
+        """Test accuracy, or test R² for a regression."""
+        if self.task == "regression":
+            return float(self.test_metrics["r2"])
+        assert self.test_accuracy is not None
+        return self.test_accuracy
+
+    def served_model(self) -> nn.Module:
+        """What is logged and registered: a regression's model answers in original units."""
+        if self.task == "regression" and self.target_scaler is not None:
+            return RegressionOutput(self.model, self.target_scaler).eval()
+        return self.model
 
 
 def class_labels(splits: Any) -> list[str]:
@@ -379,10 +524,36 @@ def class_labels(splits: Any) -> list[str]:
     return [str(c) for c in names] if names else [str(i) for i in range(splits.n_classes)]
 
 
+def _task(splits: Any) -> str:
+    return getattr(splits, "task", "classification")
+
+
+def _target(splits: Any) -> TargetScaler:
+    """The splits' target scaler (fitted on y_train), or one fitted now."""
+    return getattr(splits, "target_scaler", None) or TargetScaler.fit(splits.y_train)
+
+
+def _scored_regression(model: nn.Module, history: History, hp: Mapping[str, Any], splits: Any,
+                       source: str, target: TargetScaler) -> FinalModel:
+    x_te = torch.from_numpy(np.ascontiguousarray(splits.x_test, np.float32))
+    test_loss, _, pred = _regression_measure(model, x_te, splits.y_test, target)
+    test = {**regression_metrics(splits.y_test, pred), "loss": test_loss}
+    per_split = {name: regression_metrics(y, predict_regression(model, x, target))
+                 for name, x, y in (("train", splits.x_train, splits.y_train),
+                                    ("val", splits.x_val, splits.y_val))}
+    return FinalModel(model, history, test_loss, None, dict(hp), splits.x_test[:5],
+                      source=source, test_metrics=test,
+                      baseline=mean_baseline(splits.y_train, splits.y_test),
+                      split_metrics=per_split, task="regression", target_scaler=target)
+
+
 def _scored(model: nn.Module, history: History, hp: Mapping[str, Any], splits: Any,
-            source: str = "retrained") -> FinalModel:
+            source: str = "retrained", target: TargetScaler | None = None) -> FinalModel:
     """The final model with its one look at the test split, every split's metrics and the
-    majority baseline's."""
+    majority baseline's (a regression: the training mean's; ``target`` the scaler the model
+    learned with, the splits' by default)."""
+    if _task(splits) == "regression":
+        return _scored_regression(model, history, hp, splits, source, target or _target(splits))
     labels = class_labels(splits)
     x_te, y_te = as_tensors(splits.x_test, splits.y_test)
     test_loss, test_acc, logits = _measure(model, x_te, y_te)
@@ -404,10 +575,11 @@ def train_best(splits: Any, model_name: str, hp: Mapping[str, Any], *, max_epoch
     from paramaudit.models import build_model
 
     torch.manual_seed(seed)
-    model = build_model(model_name, tuple(splits.input_shape), splits.n_classes, **hp)
+    model = build_model(model_name, tuple(splits.input_shape), n_outputs(splits), **hp)
     history = fit(model, (splits.x_train, splits.y_train), (splits.x_val, splits.y_val), hp,
                   max_epochs=max_epochs, patience=patience, divergence=divergence, seed=seed,
-                  restore_best=True, augment_shape=image_shape(splits) if augment else None)
+                  restore_best=True, augment_shape=image_shape(splits) if augment else None,
+                  task=_task(splits))
     return _scored(model, history, hp, splits)
 
 
@@ -424,17 +596,18 @@ def refit(splits: Any, model_name: str, selection: FinalModel, *, epochs: int, s
 
     hp = selection.hyperparameters
     torch.manual_seed(seed)
-    model = build_model(model_name, tuple(splits.input_shape), splits.n_classes, **hp)
+    model = build_model(model_name, tuple(splits.input_shape), n_outputs(splits), **hp)
     x = np.concatenate([splits.x_train, splits.x_val])
     y = np.concatenate([splits.y_train, splits.y_val])
     trainer = EpochTrainer(model, (x, y), (splits.x_val, splits.y_val), hp, seed=seed,
                            augment_shape=image_shape(splits) if augment else None,
-                           restore_best=False)
+                           restore_best=False, task=_task(splits))
     for _ in range(max(1, epochs)):
         trainer.step()
     trainer.finish()
     final = _scored(model, selection.history, hp, splits,
-                    source=f"refit on train + val, {max(1, epochs)} epochs")
+                    source=f"refit on train + val, {max(1, epochs)} epochs",
+                    target=trainer.target)
     # val is in this model's training rows: the held-out train/val scores are the selection's
     final.split_metrics = selection.split_metrics
     final.selection = selection
@@ -461,7 +634,7 @@ def final_from_state(splits: Any, model_name: str, hp: Mapping[str, Any], state_
     """
     from paramaudit.models import build_model
 
-    model = build_model(model_name, tuple(splits.input_shape), splits.n_classes, **hp)
+    model = build_model(model_name, tuple(splits.input_shape), n_outputs(splits), **hp)
     state = torch.load(Path(state_dir) / STATE_FILE, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.eval()

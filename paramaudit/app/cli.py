@@ -54,13 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the pipeline: preprocess, tune, train, audit, publish")
     run.add_argument("--config", type=Path, help="YAML config (default: embedded defaults)")
     src = run.add_mutually_exclusive_group()
-    src.add_argument("--dataset", help="built-in data set: digits, iris, wine, breast_cancer")
+    src.add_argument("--dataset", help="built-in data set: digits, iris, wine, breast_cancer, "
+                                       "diabetes (regression)")
     src.add_argument("--data", type=Path, help="CSV or Parquet file")
     run.add_argument("--target", help="target column of --data")
     run.add_argument("--drop", action="append", metavar="COL",
                      help="leave this column of --data out (repeatable)")
     run.add_argument("--categorical", choices=["auto", "onehot", "frequency", "error"],
                      help="how text and boolean columns are encoded (default: auto)")
+    run.add_argument("--task", choices=["auto", "classification", "regression"],
+                     help="what the target is (default: auto, from its values)")
     run.add_argument("--trials", type=int, help="number of search trials")
     run.add_argument("--max-epochs", type=int, help="epoch budget per trial and final model")
     run.add_argument("--search", choices=["random", "grid", "bayes"], help="search algorithm")
@@ -94,6 +97,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "data.target": args.target,
         "data.drop": args.drop,
         "data.categorical": args.categorical,
+        "task": args.task,
         "search.trials": args.trials,
         "train.max_epochs": args.max_epochs,
         "search.algorithm": args.search,
@@ -215,7 +219,10 @@ def _print_summary(summary: dict[str, Any], wall: float) -> None:
     print("")
     print("== paramaudit summary ==")
     print(f"  MLflow run     {summary['mlflow_run_id']}  (experiment {summary['experiment']!r})")
-    print(f"  test accuracy  {tm['accuracy']:.4f}   test loss {tm['loss']:.4f}")
+    if "r2" in tm:  # a regression
+        print(f"  test R²        {tm['r2']:.4f}   RMSE {tm['rmse']:.4g}   test loss {tm['loss']:.4f}")
+    else:
+        print(f"  test accuracy  {tm['accuracy']:.4f}   test loss {tm['loss']:.4f}")
     print(f"  parameters     {summary['params_total']:,} learned "
           f"({summary['params_trainable']:,} trainable)")
     print(f"  overfitting    {summary['overfit']['verdict']}")

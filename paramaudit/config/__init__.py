@@ -24,6 +24,9 @@ from paramaudit.config.build import build_config, load_config
 from paramaudit.config.describe import describe_validation_error
 from paramaudit.config.schema import (
     BUILTIN_DATASETS,
+    CLASSIFICATION_METRICS,
+    REGRESSION_DATASETS,
+    REGRESSION_METRICS,
     SCALERS,
     DataConfig,
     OverfitConfig,
@@ -45,10 +48,11 @@ from paramaudit.config.validators import HINT_LIMIT, MAX_CHOICES, QUOTE_LIMIT, q
 from paramaudit.config.yaml_read import read_yaml
 
 __all__ = [
-    "BUILTIN_DATASETS", "CONTINUOUS", "DEFAULT_SPACE", "DISTRIBUTIONS", "HINT_LIMIT", "MAX_CHOICES",
-    "MAX_CONFIG_BYTES", "MAX_CONFIG_DEPTH", "MAX_CONFIG_NODES", "MAX_EPOCHS", "MAX_TRIALS",
-    "QUOTE_LIMIT", "SCALERS", "DataConfig", "OverfitConfig", "PipelineConfig", "PreprocessConfig",
-    "RayConfig", "SearchConfig", "TrackingConfig", "TrainConfig", "build_config",
-    "check_config_size", "declared_hyperparameters", "describe_validation_error", "load_config",
-    "quote", "read_yaml", "resolve_hyperparameters",
+    "BUILTIN_DATASETS", "CLASSIFICATION_METRICS", "CONTINUOUS", "DEFAULT_SPACE", "DISTRIBUTIONS",
+    "HINT_LIMIT", "MAX_CHOICES", "MAX_CONFIG_BYTES", "MAX_CONFIG_DEPTH", "MAX_CONFIG_NODES",
+    "MAX_EPOCHS", "MAX_TRIALS", "QUOTE_LIMIT", "REGRESSION_DATASETS", "REGRESSION_METRICS",
+    "SCALERS", "DataConfig", "OverfitConfig", "PipelineConfig", "PreprocessConfig", "RayConfig",
+    "SearchConfig", "TrackingConfig", "TrainConfig", "build_config", "check_config_size",
+    "declared_hyperparameters", "describe_validation_error", "load_config", "quote", "read_yaml",
+    "resolve_hyperparameters",
 ]

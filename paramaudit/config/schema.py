@@ -19,7 +19,14 @@ from paramaudit.config.bounds import MAX_EPOCHS, MAX_TRIALS, check_config_size
 from paramaudit.config.space import DEFAULT_SPACE, check_space
 from paramaudit.config.validators import boolean, choice_or_value, one_of, pca
 
-BUILTIN_DATASETS = ("digits", "iris", "wine", "breast_cancer")
+BUILTIN_DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
+IMAGE_DATASETS = ("digits",)  # built-in sets whose features are images (data.read.IMAGE_SHAPES)
+REGRESSION_DATASETS = ("diabetes",)  # the others are classification
+# the search metrics only one task reports (paramaudit.metrics.TASK_METRICS says the same; a
+# unit test keeps the two equal: the config does not import numpy)
+CLASSIFICATION_METRICS = ("val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_roc_auc",
+                          "val_log_loss")
+REGRESSION_METRICS = ("val_rmse", "val_mae", "val_r2")
 SCALERS = ("auto", "standard", "minmax", "robust", "none")
 
 
@@ -151,8 +158,10 @@ class SearchConfig(_Strict):
     # learned something beats; val_accuracy rewards that same model with the majority's share
     # on a lopsided table. val_balanced_accuracy and val_f1_macro cannot be fooled that way
     # either but move in coarse steps on a small val split; val_roc_auc ignores calibration.
+    # Regression: val_loss is the val MSE of the standardised target (1 - R² up to the val
+    # split's own variance), val_rmse and val_mae in the target's units, val_r2.
     metric: Literal["val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro",
-                    "val_roc_auc", "val_log_loss"] = "val_loss"
+                    "val_roc_auc", "val_log_loss", "val_rmse", "val_mae", "val_r2"] = "val_loss"
     max_params: int | None = Field(None, ge=1, le=10**15)
     max_params_per_sample: float | None = Field(None, gt=0)
     cv_folds: int | None = Field(None, ge=2, le=20, description="k-fold cross-validation per trial")
@@ -192,15 +201,18 @@ class OverfitConfig(_Strict):
     """Thresholds of the overfitting rules and the quality gate."""
 
     max_gap: float = Field(0.05, ge=0, description="train accuracy - val accuracy")
+    max_r2_gap: float = Field(0.10, ge=0, description="regression: train R² - val R²")
     max_loss_ratio: float | None = Field(None, gt=1, description="val loss / train loss")
     divergence_tolerance: float = Field(0.10, ge=0, description="relative rise above min val loss")
     divergence_epochs: int = Field(3, ge=1, le=MAX_EPOCHS)
     max_selection_optimism: float = Field(0.03, ge=0, description="val accuracy - test accuracy")
+    max_r2_optimism: float = Field(0.10, ge=0, description="regression: val R² - test R²")
     max_params_per_sample: float = Field(100.0, gt=0)
     max_fold_spread: float = Field(0.05, ge=0)
     min_baseline_margin: float = Field(
         0.02, ge=0, le=1, description="test balanced accuracy must beat always predicting the "
-        "most frequent training class by this much, or the model is not promoted")
+        "most frequent training class by this much (regression: test R² must beat always "
+        "predicting the training mean), or the model is not promoted")
     fail_on_overfit: bool = False
     register_on_warn: bool = True
 
@@ -228,6 +240,10 @@ class PipelineConfig(_Strict):
     experiment: str = Field("paramaudit", min_length=1, max_length=500)  # MLflow's own limit
     seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy and scikit-learn take 0..2**32-1")
     smoke: bool = False
+    # auto: regression for a numeric target with non-integer values, or integers with more than
+    # 20 distinct values that are also more than 5% of the rows (or more than 100 distinct);
+    # classification otherwise (text, booleans, few integers). data.checks.resolve_task.
+    task: Literal["auto", "classification", "regression"] = "auto"
     model: Any = "mlp"
     data: DataConfig = Field(default_factory=DataConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
@@ -244,6 +260,22 @@ class PipelineConfig(_Strict):
         if isinstance(values, Mapping) and not (info.context or {}).get("measured"):
             check_config_size(values)
         return values
+
+    @model_validator(mode="after")
+    def _resolve_auto_scaler(self) -> PipelineConfig:
+        # `auto` becomes a scaler here, once, so every part of the run (trials, folds, the final
+        # model, the logged params) sees the same concrete kind: minmax for images (bounded
+        # intensities, where standardising blows up the near-constant border pixels), standard
+        # for tables
+        images = self.data.dataset in IMAGE_DATASETS or self.data.image_shape is not None
+        kind = "minmax" if images else "standard"
+        scaler = self.preprocess.scaler
+        if scaler == "auto":
+            self.preprocess.scaler = kind
+        elif isinstance(scaler, dict) and "auto" in scaler["choice"]:
+            choices = list(dict.fromkeys(kind if c == "auto" else c for c in scaler["choice"]))
+            self.preprocess.scaler = {"choice": choices} if len(choices) > 1 else choices[0]
+        return self
 
     @model_validator(mode="after")
     def _bounded_grid(self) -> PipelineConfig:
@@ -267,6 +299,31 @@ class PipelineConfig(_Strict):
                 f"choices or a lower search.trials, or use algorithm: random with at most "
                 f"{MAX_TRIALS:,} trials"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _task_fits(self) -> PipelineConfig:
+        dataset = self.data.dataset
+        known = self.task if self.task != "auto" else (
+            None if dataset is None else
+            "regression" if dataset in REGRESSION_DATASETS else "classification")
+        if dataset is not None and self.task != "auto" and self.task != (
+                "regression" if dataset in REGRESSION_DATASETS else "classification"):
+            other = "classification" if self.task == "regression" else "regression"
+            raise ValueError(f"task: the built-in data set {dataset!r} is {other}, not "
+                             f"{self.task}; set task: auto or {other}, or pick another data set")
+        metric = self.search.metric
+        if known == "regression" and metric in CLASSIFICATION_METRICS:
+            raise ValueError(
+                f"search.metric: {metric} is a classification metric, but the task is regression"
+                f"{' (data set ' + repr(dataset) + ')' if self.task == 'auto' else ''}; use "
+                "val_loss, val_rmse, val_mae or val_r2")
+        if known == "classification" and metric in REGRESSION_METRICS:
+            raise ValueError(
+                f"search.metric: {metric} is a regression metric, but the task is classification"
+                f"{' (data set ' + repr(dataset) + ')' if self.task == 'auto' else ''}; use "
+                "val_loss, val_accuracy, val_balanced_accuracy, val_f1_macro, val_roc_auc or "
+                "val_log_loss")
         return self
 
     @field_validator("model")

@@ -37,7 +37,7 @@ CONTINUOUS = ("uniform", "loguniform")
 DEFAULT_SPACE: dict[str, Any] = {
     "learning_rate": {"loguniform": [3e-4, 3e-3]},
     "batch_size": {"choice": [32, 64]},
-    "num_layers": {"choice": [1, 2]},
+    "num_layers": 1,
     "hidden_size": {"choice": [256, 512, 1024]},
     "dropout": {"uniform": [0.1, 0.4]},
     "weight_decay": {"loguniform": [1e-4, 1e-2]},
@@ -141,10 +141,11 @@ def check_space(space: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def resolve_hyperparameters(fixed_and_sampled: Mapping[str, Any],
-                            model: str = "mlp") -> dict[str, Any]:
+                            model: str = "mlp", task: str = "classification") -> dict[str, Any]:
     """The hyperparameters that shape this model and its training, defaults filled in.
 
-    Ones the model or optimizer never reads (a CNN's kernel for an MLP, momentum for Adam) are
+    Ones the model or optimizer never reads (a CNN's kernel for an MLP, momentum for Adam,
+    label smoothing for a regression ``task``, the regression ``loss`` for classification) are
     left out, so reports and MLflow show only what mattered.
     """
     from paramaudit.models import model_declarations
@@ -152,7 +153,8 @@ def resolve_hyperparameters(fixed_and_sampled: Mapping[str, Any],
 
     wanted = {h.name: h for h in (*TRAINING_HYPERPARAMETERS, *model_declarations().get(model, ()))}
     out = {name: fixed_and_sampled.get(name, h.default) for name, h in wanted.items()}
-    return {name: value for name, value in out.items() if _read(wanted[name], out)}
+    context = {**out, "task": task}
+    return {name: value for name, value in out.items() if _read(wanted[name], context)}
 
 
 def _read(h: Hyperparameter, values: Mapping[str, Any]) -> bool:

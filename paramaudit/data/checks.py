@@ -8,7 +8,9 @@ What a table must be:
 
 - the target: rows without a value are dropped and counted (``row_counts``), and what is left
   holds at most ``MAX_CLASSES`` classes of at least ``MIN_PER_CLASS`` rows each; class names
-  are the file's own values (strings, yes/no, booleans, integers);
+  are the file's own values (strings, yes/no, booleans, integers). Or, with ``task: regression``
+  (or ``auto`` on a float target or a many-valued integer one: :func:`resolve_task`), a numeric
+  target read as float64, not constant;
 - the feature columns: each is numeric, categorical, a date or dropped (an identifier, a
   constant, all missing, free text), inferred or set by ``data.columns``
   (:mod:`paramaudit.data.columns`); at least one must be left. With ``data.categorical: error``
@@ -18,13 +20,23 @@ What a table must be:
 from __future__ import annotations
 
 import difflib
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from paramaudit.config import DataConfig, PipelineConfig, PreprocessConfig, declared_hyperparameters, quote
+from paramaudit.config import (
+    CLASSIFICATION_METRICS,
+    REGRESSION_DATASETS,
+    REGRESSION_METRICS,
+    DataConfig,
+    PipelineConfig,
+    PreprocessConfig,
+    declared_hyperparameters,
+    quote,
+)
 from paramaudit.data.columns import (
     MISSING_CATEGORY,
     Features,
@@ -35,7 +47,14 @@ from paramaudit.data.columns import (
     numeric_report,
     target_row,
 )
-from paramaudit.data.preprocess import Splits, fit_encoding, missing_columns, split_and_scale, split_indices
+from paramaudit.data.preprocess import (
+    Splits,
+    dataset_task,
+    fit_encoding,
+    missing_columns,
+    split_and_scale,
+    split_indices,
+)
 from paramaudit.data.read import (
     MAX_COLUMN_NAME,
     Dataset,
@@ -46,13 +65,20 @@ from paramaudit.data.read import (
 )
 from paramaudit.errors import ConfigError, DataError
 
-__all__ = ["MAX_CATEGORIES", "MAX_CLASSES", "MIN_PER_CLASS", "MISSING_CATEGORY", "check_dataset",
-           "check_inputs", "check_preprocessing", "check_split", "dataset_from_frame",
-           "load_and_split", "load_dataset"]
+__all__ = ["MAX_CATEGORIES", "MAX_CLASSES", "MIN_PER_CLASS", "MIN_REGRESSION_ROWS", "MISSING_CATEGORY",
+           "check_dataset", "check_inputs", "check_preprocessing", "check_split",
+           "dataset_from_frame", "load_and_split", "load_dataset", "resolve_task"]
 
 MIN_PER_CLASS = 3  # one sample each for train, val and test under a stratified split
 MAX_CLASSES = 100  # more distinct target values than this is not a set of classes
 MAX_CATEGORIES = 200  # data.categorical: onehot encodes at most this many values of a column
+# task: auto reads integers as a regression target above this many distinct values, when they
+# are also more than REGRESSION_SHARE of the rows (ages 18..90 in 1,000 rows: regression; 50
+# classes in 100,000 rows: classification); more than MAX_CLASSES is a regression whatever the
+# rows. A float target with a non-integer value is a regression.
+REGRESSION_DISTINCT = 20
+REGRESSION_SHARE = 0.05
+MIN_REGRESSION_ROWS = 10  # a regression's three splits, each with 2+ rows, and some to learn on
 
 
 # --------------------------------------------------------------------------- a table's columns
@@ -63,9 +89,28 @@ def _short(names: list[str], limit: int = 5) -> str:
     return ", ".join(shown) + (" ..." if len(names) > limit else "")
 
 
-def _labels(frame: pd.DataFrame, target: str, shown: str) -> tuple[pd.Series, np.ndarray | None]:
+def resolve_task(labels: pd.Series, task: str = "auto") -> str:
+    """``task: auto``'s choice for these target values (present ones only), or ``task`` as it is.
+
+    Regression for a numeric (not boolean) target with a non-integer value, or integers with
+    more than REGRESSION_DISTINCT distinct values that are also more than REGRESSION_SHARE of
+    the rows (or more than MAX_CLASSES); classification for text, booleans and few integers.
+    """
+    if task != "auto":
+        return task
+    if pd.api.types.is_bool_dtype(labels) or not pd.api.types.is_numeric_dtype(labels):
+        return "classification"
+    present = labels.dropna()
+    if pd.api.types.is_float_dtype(present) and not bool((present == present.round()).all()):
+        return "regression"
+    distinct = int(present.nunique())
+    many = distinct > REGRESSION_DISTINCT and distinct > REGRESSION_SHARE * len(present)
+    return "regression" if many or distinct > MAX_CLASSES else "classification"
+
+
+def _present(frame: pd.DataFrame, target: str, shown: str) -> tuple[pd.Series, np.ndarray | None]:
     """The target's values on the rows that have one (and which rows those are: None for all),
-    once the column is there and a plausible set of classes."""
+    once the column is there."""
     if frame.shape[0] == 0:
         raise DataError(f"data file {shown!r}: a header but no rows")
     if target not in frame.columns:
@@ -82,7 +127,37 @@ def _labels(frame: pd.DataFrame, target: str, shown: str) -> tuple[pd.Series, np
     keep = ~missing if missing.any() else None
     if keep is not None:
         labels = labels[keep]
-    labels = labels.reset_index(drop=True)
+    return labels.reset_index(drop=True), keep
+
+
+def _regression_target(labels: pd.Series, target: str, shown: str) -> pd.Series:
+    """A regression target as float64: numbers only, not all the same."""
+    if pd.api.types.is_bool_dtype(labels) or not pd.api.types.is_numeric_dtype(labels):
+        kind = "true/false" if pd.api.types.is_bool_dtype(labels) else "text"
+        raise DataError(
+            f"data file {shown!r}: task: regression needs a numeric target, but target column "
+            f"{quote(target)} is {kind}; set task: classification (or auto), or name a numeric "
+            "column")
+    y = labels.astype(np.float64)
+    if not np.isfinite(y.to_numpy()).all():
+        raise DataError(f"data file {shown!r}: target column {quote(target)} has infinite values")
+    if len(y) < MIN_REGRESSION_ROWS:
+        raise DataError(f"data file {shown!r}: {len(y)} rows with a target; a regression needs "
+                        f"at least {MIN_REGRESSION_ROWS}")
+    if y.nunique() < 2:
+        raise DataError(f"data file {shown!r}: target column {quote(target)} is constant; "
+                        "nothing to regress")
+    return y
+
+
+def _labels(frame: pd.DataFrame, target: str, shown: str, task: str = "auto",
+            ) -> tuple[pd.Series, np.ndarray | None, str]:
+    """The target's values on the rows that have one, which rows those are (None: all), and
+    the task (``task: auto`` resolved): a plausible set of classes, or a numeric target."""
+    labels, keep = _present(frame, target, shown)
+    task = resolve_task(labels, task)
+    if task == "regression":
+        return _regression_target(labels, target, shown), keep, task
     present = labels.dropna()
     if pd.api.types.is_float_dtype(labels) and bool((present == present.round()).all()):
         labels = labels.astype(np.int64)  # integers pandas read as floats: 1, not 1.0
@@ -93,10 +168,10 @@ def _labels(frame: pd.DataFrame, target: str, shown: str) -> tuple[pd.Series, np
         raise DataError(
             f"data file {shown!r}: target column {target!r} has {n_classes} distinct values in "
             f"{n_rows} rows, too many to be classes (at most {MAX_CLASSES}, {MIN_PER_CLASS}+ rows "
-            "each; a continuous value or an identifier?); bin it into classes or name the label "
-            "column"
+            "each; a continuous value or an identifier?); set task: regression for a numeric "
+            "target, bin it into classes or name the label column"
         )
-    return labels, keep
+    return labels, keep, task
 
 
 def _class_order(labels: pd.Series) -> list[Any]:
@@ -131,16 +206,38 @@ def _check_categorical(feats: Features, cfg: DataConfig, shown: str) -> None:
                 )
 
 
-def dataset_from_frame(frame: pd.DataFrame, cfg: DataConfig, name: str, digest: str) -> Dataset:
-    """A table's rows as a :class:`Dataset`, once its columns pass the checks above."""
+def _regression_row(name: str, y: pd.Series, n_read: int) -> dict[str, Any]:
+    """The columns report's row of a regression target."""
+    row = target_row(name, y, n_read, 0)
+    missing = n_read - len(y)
+    row.update(distinct=int(y.nunique()),
+               action=f"target (regression: mean {y.mean():.4g}, std {y.std(ddof=0):.4g})"
+               + (f"; {missing:,} rows without one dropped" if missing else ""))
+    return row
+
+
+def dataset_from_frame(frame: pd.DataFrame, cfg: DataConfig, name: str, digest: str,
+                       task: str = "auto") -> Dataset:
+    """A table's rows as a :class:`Dataset`, once its columns pass the checks above; a
+    regression's ``y`` is float64 and its ``class_names`` empty (``task`` auto: see
+    :func:`resolve_task`)."""
     assert cfg.target is not None
     frame = frame.rename(columns=str)
-    labels, keep = _labels(frame, cfg.target, name)
+    labels, keep, task = _labels(frame, cfg.target, name, task)
     check_column_names(frame, cfg, name)
     feats = build_features(frame, cfg, name, keep)
     if not feats.names and feats.categorical is None:
         raise no_usable_features(feats.report, name)
     _check_categorical(feats, cfg, name)
+    if task == "regression":
+        by_column = {r["column"]: r for r in feats.report}
+        by_column[cfg.target] = _regression_row(cfg.target, labels, len(frame))
+        return Dataset(
+            feats.x, labels.to_numpy(dtype=np.float64), feats.names, [], name, digest,
+            categorical=feats.categorical, sources=feats.sources,
+            columns_report=[by_column[str(c)] for c in frame.columns],
+            row_counts={"read": len(frame), "dropped_missing_target": len(frame) - len(labels)},
+        )
     classes = _class_order(labels)
     index = {c: i for i, c in enumerate(classes)}
     y = labels.map(index).to_numpy(dtype=np.int64)
@@ -158,7 +255,15 @@ def dataset_from_frame(frame: pd.DataFrame, cfg: DataConfig, name: str, digest: 
 
 
 def check_dataset(ds: Dataset) -> None:
-    """Refuse data a stratified three-way split or a classifier cannot use."""
+    """Refuse data a stratified three-way split or a classifier cannot use (a regression: too
+    few rows, or a constant target)."""
+    if dataset_task(ds) == "regression":
+        if len(ds.y) < MIN_REGRESSION_ROWS:
+            raise DataError(f"{data_label(ds)}: {len(ds.y)} rows; a regression needs at least "
+                            f"{MIN_REGRESSION_ROWS}")
+        if float(np.ptp(ds.y)) == 0.0:
+            raise DataError(f"{data_label(ds)}: the target is constant; nothing to regress")
+        return
     counts = np.bincount(ds.y, minlength=len(ds.class_names))
     present = int((counts > 0).sum())
     if present < 2:
@@ -188,12 +293,14 @@ def _apply_image_shape(ds: Dataset, shape: list[int]) -> None:
 
 
 def _subsample(ds: Dataset, max_rows: int) -> None:
-    """Keep a stratified ``max_rows`` of the rows (data.max_rows), in their original order."""
+    """Keep a stratified ``max_rows`` of the rows (data.max_rows; a regression's: a random
+    one), in their original order."""
     from sklearn.model_selection import train_test_split  # imported late: slow, and not for errors
 
+    stratify = None if dataset_task(ds) == "regression" else ds.y
     try:
         keep, _ = train_test_split(
-            np.arange(len(ds.y)), train_size=max_rows, stratify=ds.y, random_state=0
+            np.arange(len(ds.y)), train_size=max_rows, stratify=stratify, random_state=0
         )
     except ValueError as err:
         raise DataError(
@@ -207,9 +314,28 @@ def _subsample(ds: Dataset, max_rows: int) -> None:
         ds.categorical = ds.categorical.iloc[keep].reset_index(drop=True)
 
 
-def load_dataset(cfg: DataConfig) -> Dataset:
-    """Load the configured data set and check it can be split and trained on."""
-    if cfg.dataset is not None:
+def _load_diabetes() -> Dataset:
+    """scikit-learn's bundled diabetes data (442 rows, 10 features, a disease-progression score
+    25..346 a year on): the built-in regression set, no download."""
+    from sklearn import datasets
+
+    bunch = datasets.load_diabetes()
+    x = np.asarray(bunch.data, dtype=np.float32)
+    y = np.asarray(bunch.target, dtype=np.float64)
+    digest = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
+    return Dataset(x, y, [str(f) for f in bunch.feature_names], [], "diabetes", digest)
+
+
+def load_dataset(cfg: DataConfig, task: str = "auto") -> Dataset:
+    """Load the configured data set and check it can be split and trained on; ``task`` (the
+    config's, auto by default) decides what a file's target is (:func:`resolve_task`)."""
+    if cfg.dataset in REGRESSION_DATASETS:
+        ds = _load_diabetes()
+        n = len(ds.y)
+        ds.columns_report = [*numeric_report(ds.x, ds.feature_names),
+                             _regression_row("target", pd.Series(ds.y), n)]
+        ds.row_counts = {"read": n, "dropped_missing_target": 0}
+    elif cfg.dataset is not None:
         ds = load_builtin(cfg.dataset)
         n = len(ds.y)
         ds.columns_report = [*numeric_report(ds.x, ds.feature_names),
@@ -218,8 +344,9 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     else:
         assert cfg.path is not None and cfg.target is not None  # the config validated this
         path = Path(cfg.path)
-        frame = read_table(path)
-        ds = dataset_from_frame(frame, cfg, str(path), file_digest(path))
+        # float columns come as float32, but the target and the columns data.columns sets
+        frame = read_table(path, exact={cfg.target, *cfg.columns})
+        ds = dataset_from_frame(frame, cfg, str(path), file_digest(path), task)
         del frame  # the features are in ds now; the frame's memory can go
     if cfg.image_shape is not None:
         _apply_image_shape(ds, cfg.image_shape)
@@ -325,11 +452,13 @@ def check_split(cfg: PipelineConfig, ds: Dataset) -> None:
     if folds is None:
         return
     rest = np.concatenate([idx_train, idx_val])
-    if len(rest) < folds:
+    if len(rest) < folds or (dataset_task(ds) == "regression" and len(rest) < 2 * folds):
         raise ConfigError(
             f"config: search.cv_folds: {folds} folds, but {data_label(ds)} has only {len(rest)} rows "
             "outside the test split; lower cv_folds or add rows"
         )
+    if dataset_task(ds) == "regression":
+        return  # KFold, not stratified: the rows are enough
     counts = np.bincount(ds.y[rest], minlength=len(ds.class_names))
     worst = int(np.argmin(counts))
     if counts[worst] < folds:
@@ -347,10 +476,26 @@ def check_inputs(cfg: PipelineConfig) -> Dataset:
     (:func:`check_split`), then the preprocessing and model choices (:func:`check_preprocessing`).
     Raises a one-line DataError or ConfigError; returns the loaded data set.
     """
-    ds = load_dataset(cfg.data)
+    ds = load_dataset(cfg.data, cfg.task)
+    check_task_metric(cfg, ds)
     check_split(cfg, ds)
     check_preprocessing(cfg, ds)
     return ds
+
+
+def check_task_metric(cfg: PipelineConfig, ds: Dataset) -> None:
+    """search.metric must be one this data's task reports (task: auto is only known now; an
+    explicit task the config checked already)."""
+    task = dataset_task(ds)
+    wrong = REGRESSION_METRICS if task == "classification" else CLASSIFICATION_METRICS
+    if cfg.search.metric in wrong:
+        fits = ("val_loss, val_rmse, val_mae or val_r2" if task == "regression" else
+                "val_loss, val_accuracy, val_balanced_accuracy, val_f1_macro, val_roc_auc or "
+                "val_log_loss")
+        how = f"task {cfg.task}" if cfg.task != "auto" else f"task auto chose {task}"
+        raise ConfigError(
+            f"config: search.metric: {cfg.search.metric} is not a {task} metric, but "
+            f"{data_label(ds)} is a {task} ({how}); use {fits}")
 
 
 def load_and_split(cfg: PipelineConfig) -> Splits:

@@ -1,6 +1,7 @@
 """Splitting and preprocessing, fitted on the train split only (no leakage).
 
-A stratified train/val/test split (:func:`split_indices`), then the encoding of categorical
+A stratified train/val/test split (:func:`split_indices`; a regression's is not stratified),
+then the encoding of categorical
 columns (:mod:`paramaudit.data.encode`), then the :class:`Preprocessor`: imputation of missing
 values, the scaler and the optional PCA, each fitted on the train rows and applied unchanged to
 val and test (:func:`split_and_scale`). A search that tries other preprocessing refits it on the
@@ -36,6 +37,7 @@ from paramaudit.data.preprocessor import (
 )
 from paramaudit.data.read import Dataset, data_label
 from paramaudit.errors import DataError
+from paramaudit.metrics import TargetScaler
 
 __all__ = ["IMPUTE_STRATEGIES", "OneHot", "Preprocessor", "Scaler", "Splits", "fit_onehot",
            "fit_preprocessor", "fit_scaler", "refit_preprocessing", "split_and_scale",
@@ -56,7 +58,9 @@ class Splits:
     model's inputs. ``columns_report`` has one row per raw column of the file (kind, missing
     share, distinct values, what became of it and why; see
     :func:`~paramaudit.data.columns.columns_report_markdown`), ``row_counts`` the rows read,
-    dropped and in each split.
+    dropped and in each split. ``task`` is classification or regression; a regression's ``y_*``
+    are float targets in their original units, ``class_names`` is empty and ``target_scaler``
+    (fitted on ``y_train``) is how training standardises the target.
     """
 
     x_train: np.ndarray
@@ -82,11 +86,18 @@ class Splits:
     feature_sources: list[str] = field(default_factory=list)
     columns_report: list[dict[str, Any]] = field(default_factory=list)
     row_counts: dict[str, int] = field(default_factory=dict)
+    task: str = "classification"
+    target_scaler: TargetScaler | None = None
 
     @property
     def n_classes(self) -> int:
-        """Number of classes."""
+        """Number of classes (0 for a regression)."""
         return len(self.class_names)
+
+    @property
+    def n_outputs(self) -> int:
+        """The model's output units: one per class, or 1 for a regression."""
+        return 1 if self.task == "regression" else self.n_classes
 
     @property
     def n_features(self) -> int:
@@ -122,11 +133,31 @@ def first_choice(value: Any) -> Any:
     return value["choice"][0] if isinstance(value, dict) else value
 
 
+def dataset_task(ds: Dataset) -> str:
+    """A loaded data set's task: regression when its targets are floats (data.checks)."""
+    return "regression" if np.asarray(ds.y).dtype.kind == "f" else "classification"
+
+
+MIN_REGRESSION_SPLIT = 2  # rows in each split of a regression: R² needs two
+
+
 def split_indices(ds: Dataset, cfg: DataConfig, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row indices of the stratified train, val and test splits; too few rows is a DataError."""
+    """Row indices of the train, val and test splits, stratified by class (a regression's are
+    not: shuffled); too few rows is a DataError."""
     from sklearn.model_selection import train_test_split  # imported late: slow
 
     n = len(ds.y)
+    if dataset_task(ds) == "regression":
+        n_test = max(MIN_REGRESSION_SPLIT, int(round(cfg.test_size * n)))
+        n_val = max(MIN_REGRESSION_SPLIT, int(round(cfg.val_size * n)))
+        if n - n_test - n_val < MIN_REGRESSION_SPLIT:
+            raise DataError(
+                f"{data_label(ds)}: {n} rows are too few for a train/val/test split (val {n_val}, "
+                f"test {n_test}, and train needs {MIN_REGRESSION_SPLIT}+); add rows or lower "
+                "data.val_size / data.test_size")
+        idx_rest, idx_test = train_test_split(np.arange(n), test_size=n_test, random_state=seed)
+        idx_train, idx_val = train_test_split(idx_rest, test_size=n_val, random_state=seed)
+        return idx_train, idx_val, idx_test
     n_classes = len(ds.class_names)
     n_test = max(n_classes, int(round(cfg.test_size * n)))
     n_val = max(n_classes, int(round(cfg.val_size * n)))
@@ -212,7 +243,8 @@ def resolve_scaler(kind: str, image_shape: tuple[int, ...] | None) -> str:
 
 
 def split_and_scale(ds: Dataset, cfg: DataConfig, pre: PreprocessConfig, seed: int) -> Splits:
-    """Stratified train/val/test split, then preprocessing fitted on the train split alone.
+    """Train/val/test split, then preprocessing fitted on the train split alone (and a
+    regression target's scaler, on the train rows' targets).
 
     Preprocessing uses the fixed choices of ``pre``; a searched field (``{choice: [...]}``)
     takes its first choice here (the search refits per trial with :func:`refit_preprocessing`).
@@ -227,6 +259,7 @@ def split_and_scale(ds: Dataset, cfg: DataConfig, pre: PreprocessConfig, seed: i
     encoding = ({**enc.describe(ds.categorical_columns), "actions": enc.actions} if enc
                 else {"categorical_columns": [], "encoded_columns": 0})
     counts = {**ds.row_counts, "train": len(idx_train), "val": len(idx_val), "test": len(idx_test)}
+    task = dataset_task(ds)
     return Splits(
         x_train=prep.transform(raw_train),
         y_train=ds.y[idx_train],
@@ -249,6 +282,8 @@ def split_and_scale(ds: Dataset, cfg: DataConfig, pre: PreprocessConfig, seed: i
         feature_sources=sources,
         columns_report=_report(ds.columns_report, sources, prep, encoding),
         row_counts=counts,
+        task=task,
+        target_scaler=TargetScaler.fit(ds.y[idx_train]) if task == "regression" else None,
     )
 
 

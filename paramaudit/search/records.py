@@ -10,10 +10,17 @@ from typing import Any
 import numpy as np
 
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+REGRESSION_CURVES = ("train_loss", "train_r2", "val_loss", "val_r2")  # a regression's METRICS
 # the other per-epoch scores a trial reports, any of which search.metric may name
 # (paramaudit.metrics.SEARCH_METRICS); kept and logged per epoch beside METRICS
-SCORES = ("val_balanced_accuracy", "val_f1_macro", "val_roc_auc", "val_log_loss")
-TRACKED = METRICS + SCORES
+SCORES = ("val_balanced_accuracy", "val_f1_macro", "val_roc_auc", "val_log_loss",
+          "val_rmse", "val_mae")
+TRACKED = (*METRICS, "train_r2", "val_r2", *SCORES)
+
+
+def curve_metrics(task: str) -> tuple[str, ...]:
+    """The learning curves' metrics of a task: loss and accuracy, or loss and R²."""
+    return REGRESSION_CURVES if task == "regression" else METRICS
 
 
 @dataclass
@@ -36,9 +43,20 @@ class TrialRecord:
     checkpoint: str | None = None
     node_id: str | None = None
     worker_pid: int | None = None  # the Ray worker process that ran the trial
-    fold_val_accuracy: list[float] = field(default_factory=list)
+    # the k-fold val scores of the last epoch: accuracy, or R² for a regression
+    fold_val_scores: list[float] = field(default_factory=list)
     seconds: float = 0.0
     train_seconds: float = 0.0
+
+    @property
+    def task(self) -> str:
+        """regression when the trial reported R² curves, else classification."""
+        return "regression" if self.history.get("val_r2") else "classification"
+
+    @property
+    def score(self) -> str:
+        """The score beside the loss: val_accuracy's "accuracy", or "r2"."""
+        return "r2" if self.task == "regression" else "accuracy"
 
     def best(self, metric: str, mode: str) -> float:
         """The best finite value of ``metric`` (``mode``: min or max); inf the wrong way if none."""
@@ -56,7 +74,8 @@ class TrialRecord:
         """The trial's curves as a training.History (best epoch: the first lowest val loss)."""
         from paramaudit.training import History
 
-        h = History(**{m: list(self.history[m]) for m in METRICS})
+        h = History(**{m: list(self.history[m]) for m in curve_metrics(self.task)},
+                    task=self.task)
         h.best_epoch = int(np.argmin(h.val_loss)) if h.val_loss else -1
         h.stopped_by, h.stop_reason = self.stopped_by or "max_epochs", self.stop_reason
         h.stopped_early = self.stopped_by is not None
@@ -114,10 +133,10 @@ def trial_table(records: list[TrialRecord]) -> list[dict[str, Any]]:
                                "params_trainable": r.params_trainable,
                                "epochs": len(r.history["val_loss"])}
         row.update({f"hp_{k}": v for k, v in r.hyperparameters.items()})
-        for m in METRICS:
+        for m in curve_metrics(r.task):
             row[f"final_{m}"] = r.final(m) if r.history[m] else np.nan
         row["best_val_loss"] = r.best("val_loss", "min")
-        row["best_val_accuracy"] = r.best("val_accuracy", "max")
+        row[f"best_val_{r.score}"] = r.best(f"val_{r.score}", "max")
         row["verdict"] = r.verdict
         row["stopped_by"] = r.stopped_by
         row["error"] = r.error or r.skip_reason

@@ -100,13 +100,22 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
 
 def _trial_inputs(splits: Any, cfg: PipelineConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """What every trial gets: the data (arrays, shapes) and the settings the space leaves fixed."""
+    from paramaudit.search.space import searched_space
+
+    # a trial trains on the preprocessed rows, or refits preprocessing on the raw ones
+    # (trainable.trial_data): only those go to the object store, not both (big tables)
+    refits = bool(cfg.search.cv_folds) or any(
+        k in searched_space(cfg) for k in ("scaler", "pca_components", "impute"))
     data = {
-        "x_train": splits.x_train, "y_train": splits.y_train,
-        "x_val": splits.x_val, "y_val": splits.y_val,
-        "raw_train": splits.raw_train, "raw_val": splits.raw_val,
+        "x_train": None if refits else splits.x_train, "y_train": splits.y_train,
+        "x_val": None if refits else splits.x_val, "y_val": splits.y_val,
+        "raw_train": splits.raw_train if refits else None,
+        "raw_val": splits.raw_val if refits else None,
         # the same imputed and indicated columns in every trial and fold: the same input width
         "missing_columns": splits.missing_columns(),
         "input_shape": tuple(splits.input_shape), "n_classes": splits.n_classes,
+        "task": getattr(splits, "task", "classification"),
+        "n_outputs": getattr(splits, "n_outputs", splits.n_classes),
     }
     search = cfg.search
     settings = {"model": cfg.model if isinstance(cfg.model, str) else cfg.model["choice"][0],
@@ -175,7 +184,7 @@ def _outcome(records: list[TrialRecord], cfg: PipelineConfig, default_model: str
     sign = 1 if mode == "min" else -1
     best = min(usable, key=lambda r: (sign * r.best(metric, mode), r.number))
     chosen_model = best.hyperparameters.get("model", default_model)
-    best_hp = resolve_hyperparameters(best.hyperparameters, chosen_model)
+    best_hp = resolve_hyperparameters(best.hyperparameters, chosen_model, best.task)
     if isinstance(cfg.model, dict):
         best_hp["model"] = chosen_model
     best_hp.update({k: best.hyperparameters[k] for k in PREPROCESSING_KEYS

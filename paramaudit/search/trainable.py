@@ -20,7 +20,7 @@ from paramaudit.search.space import PREPROCESSING_KEYS
 Pair = tuple[tuple[Any, Any], tuple[Any, Any]]  # ((x_train, y_train), (x_val, y_val))
 
 
-def count_trainable_params(model_name: str, input_shape: tuple[int, ...], n_classes: int,
+def count_trainable_params(model_name: str, input_shape: tuple[int, ...], n_outputs: int,
                            hp: Mapping[str, Any]) -> int:
     """Trainable parameters of a configuration, counted on the meta device (no memory)."""
     import torch
@@ -28,7 +28,7 @@ def count_trainable_params(model_name: str, input_shape: tuple[int, ...], n_clas
     from paramaudit.models import build_model
 
     with torch.device("meta"):
-        model = build_model(model_name, input_shape, n_classes, **hp)
+        model = build_model(model_name, input_shape, n_outputs, **hp)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -77,11 +77,13 @@ def trial_data(config: Mapping[str, Any], data: Mapping[str, Any], settings: Map
     if not folds:
         pairs = [prepared(data["raw_train"], data["y_train"], data["raw_val"], data["y_val"])]
     else:
-        from sklearn.model_selection import StratifiedKFold
+        from sklearn.model_selection import KFold, StratifiedKFold
 
         x_all = np.concatenate([data["raw_train"], data["raw_val"]])
         y_all = np.concatenate([data["y_train"], data["y_val"]])
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=settings["seed"])
+        # a regression's folds are shuffled, not stratified: its target has no classes
+        kind = KFold if data.get("task") == "regression" else StratifiedKFold
+        splitter = kind(n_splits=folds, shuffle=True, random_state=settings["seed"])
         pairs = [prepared(x_all[tr], y_all[tr], x_all[va], y_all[va])
                  for tr, va in splitter.split(x_all, y_all)]
     if pre.get("pca_components") is not None:
@@ -134,25 +136,28 @@ def trainable(config: dict[str, Any], data: dict[str, Any] | None = None,
     torch.set_num_threads(1)
     node = ray.get_runtime_context().get_node_id()
     model_name = config.get("model", settings["model"])
-    hp = resolve_hyperparameters(config, model_name)
+    task = data.get("task", "classification")
+    n_outputs = data.get("n_outputs", data["n_classes"])
+    hp = resolve_hyperparameters(config, model_name, task)
     pairs, shape = trial_data(config, data, settings)
-    n_params = count_trainable_params(model_name, shape, data["n_classes"], hp)
+    n_params = count_trainable_params(model_name, shape, n_outputs, hp)
     reason = over_budget(n_params, settings["n_train"], settings["search"])
     if reason:
-        tune.report({**skipped_scores(), "train_loss": math.inf, "train_accuracy": 0.0,
+        score = "train_r2" if task == "regression" else "train_accuracy"
+        tune.report({**skipped_scores(), "train_loss": math.inf, score: 0.0,
                      "params_trainable": n_params, "skipped": 1, "skip_reason": reason,
                      "epoch": 0, "node_id": node})
         return
     augment = config.get("augment", settings["preprocess"].get("augment", False))
     report = _EpochReport(n_params, node)
     torch.manual_seed(settings["seed"])
-    _train(lambda: build_model(model_name, shape, data["n_classes"], **hp), hp, pairs, settings,
-           report, augment_shape=shape if augment and len(shape) == 3 else None)
+    _train(lambda: build_model(model_name, shape, n_outputs, **hp), hp, pairs, settings,
+           report, augment_shape=shape if augment and len(shape) == 3 else None, task=task)
 
 
 def _train(build: Callable[[], Any], hp: dict[str, Any], pairs: list[Pair],
            settings: Mapping[str, Any], report: _EpochReport,
-           augment_shape: tuple[int, ...] | None) -> None:
+           augment_shape: tuple[int, ...] | None, task: str = "classification") -> None:
     """Train one model (one pair) or one per fold, reporting every epoch."""
     from paramaudit.training import EpochTrainer, StopRule, fit_folds, train_epochs
 
@@ -160,11 +165,11 @@ def _train(build: Callable[[], Any], hp: dict[str, Any], pairs: list[Pair],
         (train, val), = pairs
         # exactly what training.train_best does for the final model (same loop and StopRule)
         trainer = EpochTrainer(build(), train, val, hp, seed=settings["seed"],
-                               augment_shape=augment_shape, restore_best=True)
+                               augment_shape=augment_shape, restore_best=True, task=task)
         rule = StopRule(settings["max_epochs"], settings["patience"], settings["divergence"])
         for epoch, metrics, stop in train_epochs(trainer, rule):
             report(epoch, metrics, stop, trainer if stop is not None else None)
     else:
         models = [build() for _ in pairs]
         fit_folds(models, pairs, hp, max_epochs=settings["max_epochs"], seed=settings["seed"],
-                  on_epoch=report, augment_shape=augment_shape)
+                  on_epoch=report, augment_shape=augment_shape, task=task)

@@ -16,7 +16,7 @@ from ray.tune import Callback
 
 from paramaudit.config import PipelineConfig
 from paramaudit.overfit import Curves, assess
-from paramaudit.search.records import METRICS, SCORES, TRACKED, TrialRecord, trial_run_name
+from paramaudit.search.records import SCORES, TRACKED, TrialRecord, curve_metrics, trial_run_name
 from paramaudit.search.space import planned_trials
 from paramaudit.tracking import WriteBehind, redact_text
 
@@ -129,7 +129,8 @@ class TrialLogger(Callback):
         if result.get("skipped"):
             rec.skip_reason = str(result.get("skip_reason"))
             return
-        for m in METRICS:
+        task = "regression" if "val_r2" in result else "classification"
+        for m in curve_metrics(task):
             rec.history[m].append(float(result[m]))
         for m in SCORES:
             if m in result:
@@ -137,8 +138,9 @@ class TrialLogger(Callback):
         rec.train_seconds = float(result.get("train_seconds", rec.train_seconds))
         if result.get("stopped_by"):  # the trial's own StopRule ended it at this epoch
             rec.stopped_by, rec.stop_reason = result["stopped_by"], result.get("stop_reason")
-        rec.fold_val_accuracy = [float(v) for k, v in sorted(result.items())
-                                 if k.startswith("fold") and k.endswith("_val_accuracy")]
+        score = f"_val_{'r2' if task == 'regression' else 'accuracy'}"
+        rec.fold_val_scores = [float(v) for k, v in sorted(result.items())
+                               if k.startswith("fold") and k.endswith(score)]
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any,
                       **info: Any) -> None:
@@ -200,23 +202,33 @@ class TrialLogger(Callback):
                 tags.update(stopped_by=rec.stopped_by, stop_reason=rec.stop_reason)
             if rec.checkpoint:
                 tags["final_state"] = rec.checkpoint
-            verdict = assess(Curves(**{m: rec.history[m] for m in METRICS}), self._cfg.audit,
+            verdict = assess(_curves(rec), self._cfg.audit,
                              params_trainable=rec.params_trainable or 0, n_train=self._n_train,
-                             fold_scores=rec.fold_val_accuracy or None)
+                             fold_scores=rec.fold_val_scores or None)
             rec.verdict = verdict.verdict
             tags.update(overfit_verdict=verdict.verdict, overfit_reasons=verdict.tag_text())
         return tags
 
 
+def _curves(rec: TrialRecord) -> Curves:
+    """The trial's learning curves, as the overfitting rules read them."""
+    h = rec.history
+    if rec.task == "regression":
+        return Curves(h["train_loss"], h["val_loss"], [], [], train_r2=h["train_r2"],
+                      val_r2=h["val_r2"])
+    return Curves(h["train_loss"], h["val_loss"], h["train_accuracy"], h["val_accuracy"])
+
+
 def _summary(rec: TrialRecord) -> dict[str, Any]:
     """The ended trial's summary metrics (step 0 of its MLflow run)."""
+    score = rec.score
     summary = {"params_trainable": rec.params_trainable, "epochs": len(rec.history["val_loss"]),
                "best_val_loss": rec.best("val_loss", "min"),
-               "best_val_accuracy": rec.best("val_accuracy", "max"),
+               f"best_val_{score}": rec.best(f"val_{score}", "max"),
                "trial_seconds": rec.seconds}
-    if rec.fold_val_accuracy:
-        summary.update(cv_folds=len(rec.fold_val_accuracy),
-                       cv_val_accuracy_std=float(np.std(rec.fold_val_accuracy)))
+    if rec.fold_val_scores:
+        summary.update({"cv_folds": len(rec.fold_val_scores),
+                        f"cv_val_{score}_std": float(np.std(rec.fold_val_scores))})
     return summary
 
 
@@ -226,7 +238,8 @@ def _outcome(rec: TrialRecord) -> str:
         return f"skipped: {rec.skip_reason}"
     if rec.error:
         return f"FAILED: {rec.error.splitlines()[0][:200]}"
-    return (f"val_acc {rec.best('val_accuracy', 'max'):.4f} "
+    shown = "val_r2" if rec.task == "regression" else "val_acc"
+    return (f"{shown} {rec.best(f'val_{rec.score}', 'max'):.4f} "
             f"val_loss {rec.best('val_loss', 'min'):.4f} after {len(rec.history['val_loss'])} epochs"
             + (f" (stopped by {rec.stopped_by})" if rec.stopped_by else ""))
 

@@ -64,21 +64,26 @@ def test_rows_without_a_target_are_dropped_and_counted(tmp_path: Path) -> None:
     assert sum(s.sizes().values()) == 87
 
 
-def test_continuous_target_is_refused(tmp_path: Path) -> None:
+def test_continuous_target_as_classes_is_refused(tmp_path: Path) -> None:
     p = tmp_path / "reg.csv"
     frame = labelled_frame()
     frame["price"] = np.linspace(1.5, 99.5, len(frame))
     frame.drop(columns="label").to_csv(p, index=False)
-    msg = data_error(csv_cfg(p, target="price"))
+    with pytest.raises(DataError) as info:
+        load_dataset(csv_cfg(p, target="price"), task="classification")
+    msg = str(info.value)
     assert "'price' has 90 distinct values in 90 rows, too many to be classes" in msg
-    assert "bin it into classes" in msg
+    assert "set task: regression" in msg and "bin it into classes" in msg
+    # task auto: the same file is a regression now
+    assert load_dataset(csv_cfg(p, target="price")).y.dtype == np.float64
 
 
 def test_too_many_classes_is_refused(tmp_path: Path) -> None:
     p = tmp_path / "many.csv"
     n = (MAX_CLASSES + 1) * 3
     pd.DataFrame({"a": np.arange(n), "label": np.arange(n) % (MAX_CLASSES + 1)}).to_csv(p, index=False)
-    assert f"{MAX_CLASSES + 1} distinct values" in data_error(csv_cfg(p))
+    with pytest.raises(DataError, match=f"{MAX_CLASSES + 1} distinct values"):
+        load_dataset(csv_cfg(p), task="classification")
 
 
 def test_one_class(tmp_path: Path) -> None:

@@ -147,7 +147,8 @@ def test_beats_baseline_both_ways() -> None:
 def test_every_search_metric_has_its_direction() -> None:
     assert {m: metric_mode(m) for m in SEARCH_METRICS} == {
         "val_loss": "min", "val_accuracy": "max", "val_balanced_accuracy": "max",
-        "val_f1_macro": "max", "val_roc_auc": "max", "val_log_loss": "min"}
+        "val_f1_macro": "max", "val_roc_auc": "max", "val_log_loss": "min",
+        "val_rmse": "min", "val_mae": "min", "val_r2": "max"}
     with pytest.raises(ValueError, match="unknown search metric"):
         metric_mode("val_precision")
     # the config accepts exactly these, and the search reads the same table

@@ -145,7 +145,7 @@ def test_mlp_activation(name: str) -> None:
     "kw",
     [
         {"input_dim": 0, "n_classes": 2},
-        {"input_dim": 4, "n_classes": 1},
+        {"input_dim": 4, "n_classes": 0},  # 1 output is a regression's
         {"input_dim": 4, "n_classes": 2, "num_layers": -1},
         {"input_dim": 4, "n_classes": 2, "hidden_size": 0},
         {"input_dim": 4, "n_classes": 2, "dropout": 1.0},
@@ -224,8 +224,9 @@ def test_cnn_invariants(kw: dict[str, object]) -> None:
         build_model("cnn", (1, 8, 8), 10, **kw)
 
 
-def test_cnn_config_needs_two_classes_and_three_dims() -> None:
+def test_cnn_config_needs_outputs_and_three_dims() -> None:
+    CNNConfig(input_shape=(1, 8, 8), n_classes=1)  # a regression's one output
     with pytest.raises(AssertionError):
-        CNNConfig(input_shape=(1, 8, 8), n_classes=1)
+        CNNConfig(input_shape=(1, 8, 8), n_classes=0)
     with pytest.raises(AssertionError):
         CNNConfig(input_shape=(8, 8), n_classes=2)  # type: ignore[arg-type]
