@@ -199,8 +199,31 @@ def test_a_search_of_quick_trials_keeps_its_warm_workers_and_writes_no_tune_resu
     assert "Failed to fetch metrics" not in caplog.text
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state letter
+
+
+def _descends_from_this_process(pid: int) -> bool:
+    me = os.getpid()
+    for _ in range(64):
+        parent = _parent(pid)
+        if parent is None or parent <= 1:
+            return False
+        if parent == me:
+            return True
+        pid = parent
+    return False
+
+
 def _python_workers() -> set[int]:
-    """PIDs of the local Ray's Python worker processes, idle or running an actor, right now."""
+    """PIDs of this process's own Ray's Python worker processes, idle or running an actor.
+
+    Only the descendants of this process: the other pytest worker may run a Ray of its own.
+    """
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -212,7 +235,8 @@ def _python_workers() -> set[int]:
         agent = cmd.startswith((b"ray::DashboardAgent", b"ray::RuntimeEnvAgent"))
         raylet = cmd.split(b" ", 1)[0].endswith(b"raylet")  # its command line names the worker's
         if not agent and not raylet and (cmd.startswith(b"ray::") or b"default_worker.py" in cmd):
-            found.add(int(entry.name))
+            if _descends_from_this_process(int(entry.name)):
+                found.add(int(entry.name))
     return found
 
 
