@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET_ACCURACY = 0.97
+TARGET_ACCURACY = 0.985  # issue 18: the default run on digits
 TARGET_WALL_S = 240.0
 
 
@@ -64,6 +64,21 @@ def split(out: dict) -> dict[str, float]:
     return phases
 
 
+def svm_baseline(config: Path) -> tuple[float, float]:
+    """scikit-learn's SVC (RBF, defaults) on the run's own split and preprocessing: its test
+    accuracy and fit seconds, the quality baseline of the same data."""
+    from sklearn.svm import SVC
+
+    from paramaudit.config import load_config
+    from paramaudit.data import load_and_split
+
+    splits = load_and_split(load_config(config))
+    start = time.monotonic()
+    svc = SVC().fit(splits.x_train, splits.y_train)
+    acc = float((svc.predict(splits.x_test) == splits.y_test).mean())
+    return acc, time.monotonic() - start
+
+
 def main() -> None:
     """Run, then print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -87,16 +102,20 @@ def main() -> None:
     acc = statistics.median(accs)
     trials = runs[0]["trials"]
     print(f"{'target':<56}{'measured':>10}{'goal':>10}  verdict")
-    print(f"{'test accuracy (median)':<56}{acc:>10.4f}{'>= 0.97':>10}  "
+    svm_acc, svm_s = svm_baseline(args.config.resolve())
+    print(f"{'test accuracy (median)':<56}{acc:>10.4f}{'>= 0.985':>10}  "
           f"{'PASS' if acc >= TARGET_ACCURACY else 'FAIL'}")
     print(f"{'wall seconds (median)':<56}{wall_median:>10.1f}{'<= 240':>10}  "
           f"{'PASS' if wall_median <= TARGET_WALL_S else 'FAIL'}")
     print(f"{'trials':<56}{trials:>10}")
+    print(f"{'baseline: scikit-learn SVC, same split, test accuracy':<56}{svm_acc:>10.4f}"
+          f"  ({svm_s:.2f} s to fit)")
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / "pipeline.json").write_text(json.dumps(
         {"config": str(args.config), "walls": walls, "accuracies": accs, "splits": splits,
-         "trials": trials, "params_total": [r["params_total"] for r in runs]}, indent=2))
+         "trials": trials, "params_total": [r["params_total"] for r in runs],
+         "svm_test_accuracy": svm_acc}, indent=2))
 
 
 if __name__ == "__main__":
