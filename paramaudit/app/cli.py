@@ -219,10 +219,18 @@ def _print_summary(summary: dict[str, Any], wall: float) -> None:
     print("")
     print("== paramaudit summary ==")
     print(f"  MLflow run     {summary['mlflow_run_id']}  (experiment {summary['experiment']!r})")
+    base = summary.get("baseline") or {}
     if "r2" in tm:  # a regression
         print(f"  test R²        {tm['r2']:.4f}   RMSE {tm['rmse']:.4g}   test loss {tm['loss']:.4f}")
+        if "rmse" in base:
+            print(f"  baseline       always the mean {base['predicts']:.4g}: R² {base['r2']:.4f}, "
+                  f"RMSE {base['rmse']:.4g}")
     else:
-        print(f"  test accuracy  {tm['accuracy']:.4f}   test loss {tm['loss']:.4f}")
+        print(f"  test accuracy  {tm['accuracy']:.4f}   balanced {tm['balanced_accuracy']:.4f}   "
+              f"test loss {tm['loss']:.4f}")
+        if "balanced_accuracy" in base:
+            print(f"  baseline       always {base['predicts']!r}: accuracy {base['accuracy']:.4f}, "
+                  f"balanced {base['balanced_accuracy']:.4f}")
     print(f"  parameters     {summary['params_total']:,} learned "
           f"({summary['params_trainable']:,} trainable)")
     print(f"  overfitting    {summary['overfit']['verdict']}")
