@@ -25,12 +25,30 @@ def _preprocess_key(context: Any, parameters: dict[str, Any]) -> str:
     return "paramaudit-preprocess-" + preprocess_cache_key(cfg.data, cfg.preprocess, cfg.seed)
 
 
-# Bad input is not transient: no retries on the steps that read the user's data or config.
-@task(name="preprocess", cache_key_fn=_preprocess_key, persist_result=True,
-      cache_expiration=timedelta(days=7))
-def preprocess(cfg: PipelineConfig) -> Splits:
+# A table larger than this is preprocessed again on every run rather than cached: the cached
+# result is the pickled Splits (raw and preprocessed rows, twice the feature matrix), which
+# Prefect serialises whole in memory, adding several copies of the matrix to the run's peak.
+UNCACHED_TABLE_BYTES = 64 << 20
+
+
+def _preprocess(cfg: PipelineConfig) -> Splits:
     """Load, validate, split (stratified) and scale on the train split only."""
     return steps.preprocess(cfg)
+
+
+# Bad input is not transient: no retries on the steps that read the user's data or config.
+_cached_preprocess = task(name="preprocess", cache_key_fn=_preprocess_key, persist_result=True,
+                          cache_expiration=timedelta(days=7))(_preprocess)
+_uncached_preprocess = task(name="preprocess", cache_policy=NO_CACHE,
+                            persist_result=False)(_preprocess)
+
+
+def preprocess(cfg: PipelineConfig, **call: Any) -> Any:
+    """Step 1 as a Prefect task (``call``: the task call's options, such as return_state):
+    cached by the data's content hash, unless the table is big."""
+    path = cfg.data.path
+    big = path is not None and path.is_file() and path.stat().st_size > UNCACHED_TABLE_BYTES
+    return (_uncached_preprocess if big else _cached_preprocess)(cfg, **call)
 
 
 @task(name="search", cache_policy=NO_CACHE)

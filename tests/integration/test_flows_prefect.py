@@ -119,3 +119,24 @@ def test_preprocessing_is_cached_by_content_and_config(harness, workdir: Path) -
                           "preprocess": {"scaler": "minmax"}})
     assert twice(other).name != "Cached"
     assert twice(other).name == "Cached"
+
+
+def test_a_big_table_is_preprocessed_again_rather_than_cached(harness, workdir: Path,
+                                                              monkeypatch) -> None:
+    """Caching pickles the whole Splits in memory: not worth it for a table over the bound."""
+    from prefect import flow
+
+    from paramaudit.tasks import pipeline as tasks
+
+    csv = workdir / "big.csv"
+    csv.write_text("a,b,label\n" + "".join(f"{i % 7},{(i * 3) % 5},{i % 2}\n" for i in range(60)))
+    monkeypatch.setattr(tasks, "UNCACHED_TABLE_BYTES", csv.stat().st_size - 1)
+
+    @flow
+    def twice(cfg):
+        return tasks.preprocess(cfg, return_state=True)
+
+    cfg = build_config({"data": {"path": str(csv), "target": "label"}})
+    assert twice(cfg).name == "Completed" and twice(cfg).name == "Completed"
+    monkeypatch.setattr(tasks, "UNCACHED_TABLE_BYTES", csv.stat().st_size)
+    assert twice(cfg).name == "Completed" and twice(cfg).name == "Cached"
