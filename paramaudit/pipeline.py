@@ -18,6 +18,7 @@ from paramaudit import capacity
 from paramaudit.config import PipelineConfig
 from paramaudit.data import Splits, load_and_split
 from paramaudit.errors import OverfitGateError
+from paramaudit.final_model import FinalModel, final_from_state, refit, train_best
 from paramaudit.overfit import Verdict, assess
 from paramaudit.prefetch import prefetch_for_later_steps
 from paramaudit.progress import say
@@ -31,7 +32,7 @@ from paramaudit.search import (
     trial_slots,
 )
 from paramaudit.tracking import Tracker
-from paramaudit.training import STATE_FILE, FinalModel, final_from_state, refit, train_best
+from paramaudit.training import STATE_FILE
 
 STEPS = 6  # preprocess, search, train, audit, publish, gate: the [n/6] of the progress lines
 

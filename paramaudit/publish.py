@@ -27,6 +27,7 @@ from paramaudit import audit as audit_lib
 from paramaudit import capacity, report
 from paramaudit.config import PipelineConfig
 from paramaudit.data import Splits
+from paramaudit.final_model import FinalModel
 from paramaudit.metrics import (
     comparison_markdown,
     confusion_markdown,
@@ -48,7 +49,6 @@ from paramaudit.runs import run_name
 from paramaudit.search import SearchOutcome, metric_mode, trial_table
 from paramaudit.spec import load_spec
 from paramaudit.tracking import Tracker, is_local_store, scratch_dir, without_userinfo
-from paramaudit.training import FinalModel
 
 
 @dataclass

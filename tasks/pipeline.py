@@ -14,9 +14,9 @@ from paramaudit import pipeline as steps
 from paramaudit import publish as publishing
 from paramaudit.config import PipelineConfig
 from paramaudit.data import Splits, preprocess_cache_key
+from paramaudit.final_model import FinalModel
 from paramaudit.search import SearchOutcome
 from paramaudit.tracking import Tracker
-from paramaudit.training import FinalModel
 
 
 def _preprocess_key(context: Any, parameters: dict[str, Any]) -> str:
@@ -90,28 +90,16 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
         markdown=done.report_markdown,
         description=f"Overfitting verdict: {result.verdict.verdict}. {link}",
     )
-    if done.importance_rows:
-        create_table_artifact(
-            key="hyperparameter-importance",
-            table=done.importance_rows,
-            description="Which hyperparameters mattered to the val score across the trials.",
-        )
-    if done.capacity_rows:
-        create_table_artifact(
-            key="capacity-vs-generalisation",
-            table=done.capacity_rows,
-            description="Trainable parameters against train/val loss for every trial.",
-        )
-    if done.confusion_rows:
-        create_table_artifact(
-            key="confusion-matrix",
-            table=done.confusion_rows,
-            description=f"The chosen model on the test split: {done.baseline_note} {link}",
-        )
-    if done.columns_rows:
-        create_table_artifact(
-            key="data-columns",
-            table=done.columns_rows,
-            description=f"The data's columns as the pipeline read them. {link}",
-        )
+    tables = (
+        ("hyperparameter-importance", done.importance_rows,
+         "Which hyperparameters mattered to the val score across the trials."),
+        ("capacity-vs-generalisation", done.capacity_rows,
+         "Trainable parameters against train/val loss for every trial."),
+        ("confusion-matrix", done.confusion_rows,
+         f"The chosen model on the test split: {done.baseline_note} {link}"),
+        ("data-columns", done.columns_rows, f"The data's columns as the pipeline read them. {link}"),
+    )
+    for key, rows, description in tables:
+        if rows:  # a table only where the run has one (no trials to rank, a regression, ...)
+            create_table_artifact(key=key, table=rows, description=description)
     return summary

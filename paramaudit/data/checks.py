@@ -194,10 +194,9 @@ def _check_categorical(feats: Features, cfg: DataConfig, shown: str) -> None:
             f"data file {shown!r}: non-numeric feature columns {_short(cols)}; set "
             "data.categorical: auto or onehot to encode them, or leave them out (data.drop)"
         )
-    if cfg.categorical == "onehot":
-        assert feats.categorical is not None or not cols
+    if cfg.categorical == "onehot" and feats.categorical is not None:
         for c in cols:
-            distinct = int(feats.categorical[c].nunique())  # type: ignore[index]
+            distinct = int(feats.categorical[c].nunique())
             if distinct > MAX_CATEGORIES:
                 raise DataError(
                     f"data file {shown!r}: categorical column {quote(c)} has {distinct} distinct "

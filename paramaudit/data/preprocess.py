@@ -147,33 +147,25 @@ def split_indices(ds: Dataset, cfg: DataConfig, seed: int) -> tuple[np.ndarray, 
     from sklearn.model_selection import train_test_split  # imported late: slow
 
     n = len(ds.y)
-    if dataset_task(ds) == "regression":
-        n_test = max(MIN_REGRESSION_SPLIT, int(round(cfg.test_size * n)))
-        n_val = max(MIN_REGRESSION_SPLIT, int(round(cfg.val_size * n)))
-        if n - n_test - n_val < MIN_REGRESSION_SPLIT:
-            raise DataError(
-                f"{data_label(ds)}: {n} rows are too few for a train/val/test split (val {n_val}, "
-                f"test {n_test}, and train needs {MIN_REGRESSION_SPLIT}+); add rows or lower "
-                "data.val_size / data.test_size")
-        idx_rest, idx_test = train_test_split(np.arange(n), test_size=n_test, random_state=seed)
-        idx_train, idx_val = train_test_split(idx_rest, test_size=n_val, random_state=seed)
-        return idx_train, idx_val, idx_test
-    n_classes = len(ds.class_names)
-    n_test = max(n_classes, int(round(cfg.test_size * n)))
-    n_val = max(n_classes, int(round(cfg.val_size * n)))
-    if n - n_test - n_val < n_classes:
+    regression = dataset_task(ds) == "regression"
+    # each split needs a row of every class, or a few rows of a regression's target
+    least = MIN_REGRESSION_SPLIT if regression else len(ds.class_names)
+    n_test = max(least, int(round(cfg.test_size * n)))
+    n_val = max(least, int(round(cfg.val_size * n)))
+    if n - n_test - n_val < least:
+        needs = f"{least}+" if regression else f"{least}+ for {least} classes"
         raise DataError(
             f"{data_label(ds)}: {n} rows are too few for a train/val/test split "
-            f"(val {n_val}, test {n_test}, and train needs {n_classes}+ for {n_classes} classes); "
+            f"(val {n_val}, test {n_test}, and train needs {needs}); "
             "add rows or lower data.val_size / data.test_size"
         )
     try:
         idx_rest, idx_test = train_test_split(
-            np.arange(n), test_size=n_test, stratify=ds.y, random_state=seed
-        )
+            np.arange(n), test_size=n_test, stratify=None if regression else ds.y,
+            random_state=seed)
         idx_train, idx_val = train_test_split(
-            idx_rest, test_size=n_val, stratify=ds.y[idx_rest], random_state=seed
-        )
+            idx_rest, test_size=n_val, stratify=None if regression else ds.y[idx_rest],
+            random_state=seed)
     except ValueError as err:
         raise DataError(f"{data_label(ds)}: stratified split impossible ({err})") from None
     return idx_train, idx_val, idx_test

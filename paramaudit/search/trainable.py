@@ -163,7 +163,7 @@ def _train(build: Callable[[], Any], hp: dict[str, Any], pairs: list[Pair],
 
     if len(pairs) == 1:
         (train, val), = pairs
-        # exactly what training.train_best does for the final model (same loop and StopRule)
+        # exactly what final_model.train_best does for the final model (same loop and StopRule)
         trainer = EpochTrainer(build(), train, val, hp, seed=settings["seed"],
                                augment_shape=augment_shape, restore_best=True, task=task)
         rule = StopRule(settings["max_epochs"], settings["patience"], settings["divergence"])

@@ -13,8 +13,8 @@ from conftest import cli_env, paramaudit_cmd
 
 from paramaudit.config import DataConfig, OverfitConfig, PipelineConfig, PreprocessConfig
 from paramaudit.data import Dataset, load_and_split, split_and_scale
+from paramaudit.final_model import train_best
 from paramaudit.overfit import assess
-from paramaudit.training import train_best
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect")]
 

@@ -10,7 +10,7 @@ import pytest
 from support.tables import csv_cfg, data_error, labelled_frame, messy_frame
 
 from paramaudit.config import PipelineConfig, build_config
-from paramaudit.data import columns_report_markdown, load_and_split, load_dataset
+from paramaudit.data import Splits, columns_report_markdown, load_and_split, load_dataset
 from paramaudit.data.read import Dataset
 from paramaudit.errors import ConfigError
 
@@ -23,8 +23,8 @@ def messy(tmp_path: Path, frame: pd.DataFrame | None = None, **kw: object) -> Da
     return load_dataset(csv_cfg(p, target="churn", **kw))
 
 
-def rows(ds_or_splits: object) -> dict[str, dict]:
-    return {r["column"]: r for r in ds_or_splits.columns_report}  # type: ignore[attr-defined]
+def rows(ds_or_splits: Dataset | Splits) -> dict[str, dict]:
+    return {r["column"]: r for r in ds_or_splits.columns_report}
 
 
 # --------------------------------------------------------------------------- inferred kinds

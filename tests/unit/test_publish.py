@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
-import torch
 
 from paramaudit.config import build_config
+from paramaudit.final_model import FinalModel, train_best
 from paramaudit.overfit import Reason, Verdict
 from paramaudit.publish import promotion_refusal, publish, register
 from paramaudit.search import SearchOutcome, TrialRecord
-from paramaudit.training import train_best
+from paramaudit.tracking import Tracker
 
 HP = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 64, "num_layers": 1,
       "hidden_size": 8}
@@ -49,12 +49,7 @@ def outcome_for(hp: dict[str, Any]) -> SearchOutcome:
                          metric="val_loss", records=[rec], seconds=1.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_publish_puts_the_test_metrics_beside_the_baseline(tmp_path: Path,
@@ -183,7 +178,9 @@ def test_register_refuses_a_model_no_better_than_the_baseline(verdict: Verdict,
     registry = _Registry()
     cfg = build_config({"experiment": "reg"})
     final = SimpleNamespace(model=None)
-    out = register(registry, "run1", cfg, final, verdict, None)  # type: ignore[arg-type]
+    # the registry calls alone: a stand-in for the tracker and the model (the real ones are
+    # tests/integration/test_overfit_gate.py's)
+    out = register(cast(Tracker, registry), "run1", cfg, cast(FinalModel, final), verdict, None)
     assert out["champion"] is champion
     assert ("champion" in registry.aliases) is champion
     if champion:

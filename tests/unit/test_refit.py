@@ -9,7 +9,8 @@ import torch
 from paramaudit.config import PipelineConfig
 from paramaudit.data import load_and_split
 from paramaudit.data.preprocess import resolve_scaler
-from paramaudit.training import EpochTrainer, refit, train_best
+from paramaudit.final_model import refit, train_best
+from paramaudit.training import EpochTrainer
 
 HP = {"learning_rate": 1e-2, "batch_size": 32, "hidden_size": 16, "num_layers": 1}
 

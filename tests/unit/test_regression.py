@@ -133,7 +133,8 @@ def test_auto_regression_with_a_classification_metric_is_refused(tmp_path: Path)
 
 
 def test_diabetes_built_in_end_to_end() -> None:
-    from paramaudit.training import predict_regression, train_best
+    from paramaudit.final_model import train_best
+    from paramaudit.training import predict_regression
 
     cfg = build_config({"data": {"dataset": "diabetes"}})
     s = load_and_split(cfg)

@@ -8,21 +8,19 @@ import torch
 
 from paramaudit.config import DataConfig, PipelineConfig
 from paramaudit.data import load_and_split
+from paramaudit.final_model import FinalModel, final_from_state, train_best
 from paramaudit.models import build_model
 from paramaudit.overfit import divergence
 from paramaudit.training import (
     EpochTrainer,
-    FinalModel,
     History,
     NonFiniteLossError,
     StopRule,
     as_tensors,
     evaluate,
-    final_from_state,
     fit,
     make_optimizer,
     save_best_state,
-    train_best,
     train_epochs,
 )
 
@@ -56,13 +54,7 @@ def mlp(seed: int = 0, **hp: object) -> torch.nn.Module:
 HP = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 32}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; intra-op threads only add contention here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- fit
