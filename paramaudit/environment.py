@@ -16,6 +16,8 @@ QUIET_DEFAULTS: dict[str, str] = {
     "PREFECT_SERVER_API_HOST": "127.0.0.1",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_AUTH_MODE": "disabled",
+    # a progress bar per downloaded model (the predictor and its shipped code): noise in a log
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from paramaudit.data.preprocessor import Preprocessor
 from paramaudit.metrics import (
     TargetScaler,
     classification_metrics,
@@ -70,6 +71,8 @@ class FinalModel:
     task: str = "classification"
     # a regression's target standardisation, as this model learned it (RegressionOutput)
     target_scaler: TargetScaler | None = None
+    # the numeric preprocessing this model's inputs went through (the winning trial's)
+    preprocessor: Preprocessor | None = None
 
     @property
     def test_score(self) -> float:

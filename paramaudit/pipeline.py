@@ -124,6 +124,7 @@ def train_final(splits: Splits, outcome: SearchOutcome, cfg: PipelineConfig) -> 
         final = refit(splits, model_name, final, epochs=final.history.best_epoch + 1,
                       seed=cfg.seed, augment=bool(pre.get("augment", False)))
     final.example = splits.x_test[:5]
+    final.preprocessor = splits.preprocessor
     final.preprocessing = splits.preprocessor.describe() if splits.preprocessor else {}
     final.hyperparameters.update({"model": model_name} if isinstance(cfg.model, dict) else {})
     final.hyperparameters.update({k: v for k, v in outcome.best_hyperparameters.items()

@@ -39,6 +39,7 @@ from paramaudit.metrics import (
 from paramaudit.overfit import Verdict
 from paramaudit.pipeline import AuditResult
 from paramaudit.progress import say
+from paramaudit.registry import register
 from paramaudit.runreport import (
     capacity_markdown,
     importance_markdown,
@@ -118,11 +119,12 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     _log_data_report(tracker, parent_id, columns)
     registered = None
     if cfg.tracking.log_model:
-        registered = register(tracker, parent_id, cfg, final, result.verdict, final.example)
+        registered = register(tracker, parent_id, cfg, final, result.verdict, splits)
     say(f"[5/6] publish: MLflow run {parent_id} has the hyperparameters, metrics, "
         f"audit and plots")
     summary = run_summary(parent_id, cfg, outcome, final, result, flow_run_id)
-    summary.update(registered_model=registered, mlflow_ui={"command": ui_cmd, "url": ui_url})
+    summary.update(registry=registered, registered_model=registered,
+                   mlflow_ui={"command": ui_cmd, "url": ui_url})
     if columns is not None:
         summary["columns"] = columns
     if (rows := getattr(splits, "row_counts", None)) is not None:
@@ -455,54 +457,6 @@ def audit_metrics(rep: audit_lib.AuditReport) -> dict[str, float]:
         "params_non_embedding": rep.non_embedding_params,
         **{f"training_memory_{k}_bytes": v for k, v in mem.items()},
     }
-
-
-def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: FinalModel,
-             verdict: Verdict, example: Any) -> dict[str, Any]:
-    """Log the model and register it; only a model that passed the gate gets the champion alias."""
-    name = cfg.tracking.registered_model_name or cfg.experiment
-    # publish may be retried: a version this run already registered is reused, not duplicated
-    mine = [v for v in tracker.client.search_model_versions(f"name = '{name}'")
-            if v.run_id == parent_id]
-    if mine:
-        version = mine[0].version
-    else:
-        # a regression's model answers in the target's units (FinalModel.served_model)
-        served = final.served_model() if hasattr(final, "served_model") else final.model
-        info = tracker.log_model(parent_id, served, example, registered_name=name)
-        version = getattr(info, "registered_model_version", None)
-    why_not = promotion_refusal(verdict, cfg.audit.register_on_warn)
-    out: dict[str, Any] = {"name": name, "version": version, "champion": False,
-                           "reason": why_not}
-    if version is not None:
-        tracker.client.set_model_version_tag(name, str(version), "overfit_verdict",
-                                             verdict.verdict)
-        if why_not is None:
-            tracker.client.set_registered_model_alias(name, "champion", str(version))
-            out["champion"] = True
-        else:
-            tracker.client.set_model_version_tag(name, str(version), "gate", f"failed: {why_not}")
-    tags = {"registry_gate": "champion" if out["champion"] else "not promoted"}
-    if why_not is not None:
-        tags["registry_gate_reason"] = why_not
-        say(f"  registry: version {version} of {name!r} not promoted to champion: {why_not}")
-    tracker.set_tags(parent_id, tags)
-    return out
-
-
-def promotion_refusal(verdict: Verdict, register_on_warn: bool) -> str | None:
-    """Why the model must not become champion, or None when it may.
-
-    An overfit verdict never is; a warn only with ``audit.register_on_warn``; and a model no
-    better than always predicting the most frequent class never is, whatever that setting.
-    """
-    if verdict.verdict == "overfit":
-        return "overfit"
-    if (reason := verdict.no_better_than_baseline) is not None:
-        return reason.message
-    if verdict.verdict == "warn" and not register_on_warn:
-        return "warn (audit.register_on_warn: false)"
-    return None
 
 
 def audit_spec(spec: str, meta: bool = False, optimizer: str = "adam") -> audit_lib.AuditReport:

@@ -87,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="optimizer for the training-memory estimate: any one training builds "
                           "(default: %(default)s)")
     aud.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    pred = sub.add_parser("predict", help="a registered or logged model's answers for a file's rows")
+    pred.add_argument("--model", required=True, metavar="URI",
+                      help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN/model or a run id")
+    pred.add_argument("--data", required=True, type=Path, help="CSV or Parquet file of raw rows")
+    pred.add_argument("--output", required=True, type=Path,
+                      help="where the rows go with prediction and proba_<label> columns (.csv, .parquet)")
+    pred.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
@@ -307,6 +315,16 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    """A model's answers for the rows of a file, written with them."""
+    from paramaudit.app.predict import predict_file
+
+    quiet_environment()
+    n = predict_file(args.model, args.data, args.output)
+    print(f"paramaudit: predict: {n:,} rows answered, written to {args.output}")
+    return EXIT_OK
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     """The parameter audit of one model, printed."""
     from paramaudit.audit import audit_model
@@ -345,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         stopping.install(debug=args.debug)
     else:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-    handler = {"run": cmd_run, "audit": cmd_audit}[args.command]
+    handler = {"run": cmd_run, "audit": cmd_audit, "predict": cmd_predict}[args.command]
     try:
         code = handler(args)
     except UserInputError as err:

@@ -234,6 +234,18 @@ class RayConfig(_Strict):
     object_store_memory: int | None = Field(None, ge=78_643_200, le=1 << 42)  # 75 MiB to 4 TiB
 
 
+class RegistryConfig(_Strict):
+    """Who becomes the registered model's champion (paramaudit.registry).
+
+    compare: a model that passes the gate and scores at least as well as the current champion
+    on this run's test rows, less ``promotion_tolerance`` on the search metric; verdict: any
+    model that passes the gate; never: none (every version is a challenger).
+    """
+
+    promotion: Literal["compare", "verdict", "never"] = "compare"
+    promotion_tolerance: float = Field(0.0, ge=0.0, le=1e6)
+
+
 class PipelineConfig(_Strict):
     """The whole pipeline, as validated once at the edge and passed around typed."""
 
@@ -251,6 +263,7 @@ class PipelineConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     audit: OverfitConfig = Field(default_factory=OverfitConfig)  # YAML key `audit:`
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @model_validator(mode="before")

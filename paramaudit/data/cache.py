@@ -15,7 +15,7 @@ from paramaudit.config import DataConfig, PreprocessConfig
 from paramaudit.data.read import file_digest, not_found
 from paramaudit.errors import DataError
 
-PREPROCESS_VERSION = 2  # 2: column kinds, imputation, auto categorical encoding
+PREPROCESS_VERSION = 4  # 2: column kinds, imputation, auto categorical encoding; 4: served inputs
 
 
 def data_content_hash(cfg: DataConfig) -> str:

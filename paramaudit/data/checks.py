@@ -62,6 +62,7 @@ from paramaudit.data.read import (
     file_digest,
     load_builtin,
     read_table,
+    with_numeric_inputs,
 )
 from paramaudit.errors import ConfigError, DataError
 
@@ -228,6 +229,9 @@ def dataset_from_frame(frame: pd.DataFrame, cfg: DataConfig, name: str, digest: 
     if not feats.names and feats.categorical is None:
         raise no_usable_features(feats.report, name)
     _check_categorical(feats, cfg, name)
+    served = {"inputs": feats.inputs,
+              "example": frame[[c.name for c in feats.inputs]].head(5).reset_index(drop=True),
+              "row_ids": np.flatnonzero(keep) if keep is not None else np.arange(len(frame))}
     if task == "regression":
         by_column = {r["column"]: r for r in feats.report}
         by_column[cfg.target] = _regression_row(cfg.target, labels, len(frame))
@@ -236,6 +240,7 @@ def dataset_from_frame(frame: pd.DataFrame, cfg: DataConfig, name: str, digest: 
             categorical=feats.categorical, sources=feats.sources,
             columns_report=[by_column[str(c)] for c in frame.columns],
             row_counts={"read": len(frame), "dropped_missing_target": len(frame) - len(labels)},
+            **served,
         )
     classes = _class_order(labels)
     index = {c: i for i, c in enumerate(classes)}
@@ -247,6 +252,7 @@ def dataset_from_frame(frame: pd.DataFrame, cfg: DataConfig, name: str, digest: 
         categorical=feats.categorical, sources=feats.sources,
         columns_report=[by_column[str(c)] for c in frame.columns],
         row_counts={"read": len(frame), "dropped_missing_target": len(frame) - len(labels)},
+        class_values=[c.item() if isinstance(c, np.generic) else c for c in classes], **served,
     )
 
 
@@ -309,6 +315,8 @@ def _subsample(ds: Dataset, max_rows: int) -> None:
     keep = np.sort(keep)
     ds.row_counts["dropped_by_max_rows"] = len(ds.y) - len(keep)
     ds.x, ds.y = ds.x[keep], ds.y[keep]
+    if ds.row_ids is not None:
+        ds.row_ids = ds.row_ids[keep]
     if ds.categorical is not None:
         ds.categorical = ds.categorical.iloc[keep].reset_index(drop=True)
 
@@ -322,7 +330,8 @@ def _load_diabetes() -> Dataset:
     x = np.asarray(bunch.data, dtype=np.float32)
     y = np.asarray(bunch.target, dtype=np.float64)
     digest = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
-    return Dataset(x, y, [str(f) for f in bunch.feature_names], [], "diabetes", digest)
+    return with_numeric_inputs(
+        Dataset(x, y, [str(f) for f in bunch.feature_names], [], "diabetes", digest))
 
 
 def load_dataset(cfg: DataConfig, task: str = "auto") -> Dataset:

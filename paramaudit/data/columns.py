@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from paramaudit.config import DataConfig, quote
+from paramaudit.data.inputs import InputColumn, schema_type
 from paramaudit.errors import DataError
 
 NA_TOKENS = frozenset({"", "?", "-", "--", "NA", "N/A", "n/a", "na", "NaN", "nan", "-nan", "NULL",
@@ -61,6 +62,7 @@ class Features:
     sources: list[str]
     categorical: pd.DataFrame | None
     report: list[dict[str, Any]] = field(default_factory=list)
+    inputs: list[InputColumn] = field(default_factory=list)  # how to read new rows the same way
 
 
 # --------------------------------------------------------------------------- cells and kinds
@@ -139,9 +141,10 @@ def _integer_identifier(numbers: pd.Series, name: str) -> bool:
     return span <= 1.25 * len(values) or _id_like_name(name)
 
 
-def _as_dates(text: pd.Series) -> pd.Series | None:
-    """The column parsed as dates when nearly all its values are dates with a four-digit year
-    (month first when both orders fit, as pandas guesses; day first when only that does)."""
+def _as_dates(text: pd.Series) -> tuple[pd.Series, str] | None:
+    """The column parsed as dates, and the format, when nearly all its values are dates with a
+    four-digit year (month first when both orders fit, as pandas guesses; day first when only
+    that does)."""
     from pandas.tseries.api import guess_datetime_format
 
     present = text.dropna()
@@ -157,7 +160,7 @@ def _as_dates(text: pd.Series) -> pd.Series | None:
                 continue
             parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
             if parsed.notna().sum() >= DATE_SHARE * len(present):
-                return parsed
+                return parsed, fmt
     return None
 
 
@@ -173,6 +176,7 @@ class _Kind:
     kind: str
     reason: str
     values: Any = None  # what the features are made of: a Series of numbers, dates or text
+    date_format: str | None = None  # dates from text: the format they parsed with
 
 
 def _text_kind(col: pd.Series, name: str, shown: str) -> _Kind:
@@ -196,7 +200,7 @@ def _text_kind(col: pd.Series, name: str, shown: str) -> _Kind:
         return _Kind("categorical", "categories", col)
     dates = _as_dates(col) if inferred == "string" else None
     if dates is not None:
-        return _Kind("datetime", "dates (as text)", dates)
+        return _Kind("datetime", "dates (as text)", *dates)
     strings = present.astype(str)
     if _free_text(strings):
         return _Kind("free text", "free text (not supported yet)")
@@ -248,20 +252,20 @@ def forced_kind(col: pd.Series, name: str, kind: str, shown: str) -> _Kind:
         return _Kind("datetime", "data.columns", col)
     if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
         raise DataError(f"{where} is datetime, but it holds numbers, not dates")
-    dates = _as_dates(col)
-    if dates is None:
+    found = _as_dates(col)
+    if found is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dates = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
-    if present and dates.notna().sum() == 0:
+            found = pd.to_datetime(col, errors="coerce", utc=True, format="mixed"), "mixed"
+    if present and found[0].notna().sum() == 0:
         raise DataError(f"{where} is datetime, but none of its values parses as a date")
-    return _Kind("datetime", "data.columns", dates)
+    return _Kind("datetime", "data.columns", *found)
 
 
 # --------------------------------------------------------------------------- features
 
 
-def _float32(values: pd.Series | np.ndarray, name: str, shown: str) -> np.ndarray:
+def as_float32(values: pd.Series | np.ndarray, name: str, shown: str) -> np.ndarray:
     """One feature as float32 (NaN where missing); infinities and float32 overflow refused.
 
     A float32 column (as :func:`~paramaudit.data.read.read_table` reads floats) is checked and
@@ -285,20 +289,35 @@ def _float32(values: pd.Series | np.ndarray, name: str, shown: str) -> np.ndarra
     return v.astype(np.float32)
 
 
-def _date_parts(dates: pd.Series) -> dict[str, pd.Series]:
-    """Year, month, day and day of the week (Monday 0), and the hour when times vary."""
+def date_parts(dates: pd.Series, parts: tuple[str, ...] | None = None) -> dict[str, pd.Series]:
+    """Year, month, day and day of the week (Monday 0), and the hour when times vary; or the
+    ``parts`` named (new rows get the parts their training column got)."""
     dt = dates.dt
-    parts = {"year": dt.year, "month": dt.month, "day": dt.day, "dayofweek": dt.dayofweek}
-    if bool(((dt.hour.fillna(0) != 0) | (dt.minute.fillna(0) != 0)).any()):
-        parts["hour"] = dt.hour
-    return parts
+    if parts is None:
+        parts = DATE_PARTS
+        if bool(((dt.hour.fillna(0) != 0) | (dt.minute.fillna(0) != 0)).any()):
+            parts = (*DATE_PARTS, "hour")
+    return {p: getattr(dt, p) for p in parts}
 
 
-def _categories(col: pd.Series) -> pd.Series:
-    """A column's values as strings (categorical dtype), a missing value ``MISSING_CATEGORY``."""
+def whole_numbers(col: pd.Series) -> bool:
+    """Whether a column holds integers only (pandas reads integers with gaps as floats)."""
+    if pd.api.types.is_integer_dtype(col):
+        return True
+    present = col.dropna()
+    return pd.api.types.is_float_dtype(col) and bool((present == present.round()).all())
+
+
+def as_categories(col: pd.Series, integral: bool | None = None) -> pd.Series:
+    """A column's values as strings (categorical dtype), a missing value ``MISSING_CATEGORY``;
+    integers as integers ("3", not "3.0"; ``integral`` None: when all of them are)."""
     present = col.notna()
-    if pd.api.types.is_float_dtype(col) and bool((col[present] == col[present].round()).all()):
-        col = col.astype("Int64")  # integers pandas read as floats (there are gaps): "3", not "3.0"
+    if integral is None:
+        integral = whole_numbers(col)
+    if integral and pd.api.types.is_float_dtype(col):
+        # a fraction at prediction time stays itself rather than failing the cast
+        whole = bool((col[present] == col[present].round()).all())
+        col = col.astype("Int64") if whole else col.astype(object)
     return col.astype(str).where(present, MISSING_CATEGORY).astype("category")
 
 
@@ -339,6 +358,7 @@ def build_features(frame: pd.DataFrame, cfg: DataConfig, shown: str,
     numeric: list[tuple[str, str, Any]] = []  # (feature name, raw column, values)
     categorical: dict[str, pd.Series] = {}
     report: list[dict[str, Any]] = []
+    inputs: list[InputColumn] = []
     for c in frame.columns:
         name = str(c)
         if name == cfg.target:
@@ -355,26 +375,33 @@ def build_features(frame: pd.DataFrame, cfg: DataConfig, shown: str,
         if found.kind in DROPPED_KINDS:
             report.append(_row(name, found.kind, col, "dropped", reason))
         elif found.kind == "categorical":
-            categorical[name] = _categories(found.values)
+            integral = whole_numbers(found.values)
+            categorical[name] = as_categories(found.values, integral)
             report.append(_row(name, "categorical", col, "encoded", reason))
+            inputs.append(InputColumn(name, "categorical", schema_type(raw), integral=integral))
         elif found.kind == "datetime":
-            parts = _date_parts(found.values)
+            parts = date_parts(found.values)
             numeric += [(f"{name} ({p})", name, v) for p, v in parts.items()]
             report.append(_row(name, "datetime", col, f"expanded: {', '.join(parts)}", reason))
+            inputs.append(InputColumn(name, "datetime", schema_type(raw),
+                                      date_format=found.date_format, parts=tuple(parts)))
         else:
             # a column pandas read as numbers is converted when the matrix is filled, from the
             # frame itself: no second copy of it waits in this list
             values = None if found.values is col else found.values
             numeric.append((name, name, values))
             report.append(_row(name, "numeric", col, "scaled", reason))
+            kind = "duration" if pd.api.types.is_timedelta64_dtype(col) else "numeric"
+            inputs.append(InputColumn(name, kind, schema_type(raw)))
     n = len(frame) if keep is None else int(np.count_nonzero(keep))
     x = np.empty((n, len(numeric)), dtype=np.float32)
     for j, (name, source, values) in enumerate(numeric):
         if values is None:
             values = frame[source] if keep is None else frame[source][keep]
-        x[:, j] = _float32(values, name, shown)
+        x[:, j] = as_float32(values, name, shown)
     cats = pd.DataFrame(categorical) if categorical else None
-    return Features(x, [f for f, _, _ in numeric], [s for _, s, _ in numeric], cats, report)
+    return Features(x, [f for f, _, _ in numeric], [s for _, s, _ in numeric], cats, report,
+                    inputs)
 
 
 def no_usable_features(report: list[dict[str, Any]], shown: str) -> DataError:

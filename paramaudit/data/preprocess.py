@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from paramaudit.config import DataConfig, PreprocessConfig
 from paramaudit.data.columns import finish_report
 from paramaudit.data.encode import Encoding, OneHot, fit_categorical, fit_onehot
+from paramaudit.data.inputs import InputColumn
 from paramaudit.data.preprocessor import (
     IMPUTE_STRATEGIES,
     Preprocessor,
@@ -88,6 +90,13 @@ class Splits:
     row_counts: dict[str, int] = field(default_factory=dict)
     task: str = "classification"
     target_scaler: TargetScaler | None = None
+    # what the served model needs to read raw rows (paramaudit.serving): the raw inputs, the
+    # fitted categorical encoding, a few raw rows, the classes as the target's own values
+    inputs: list[InputColumn] = field(default_factory=list)
+    encoder: Encoding | None = None
+    example_rows: pd.DataFrame | None = None
+    class_values: list[Any] = field(default_factory=list)
+    test_row_ids: np.ndarray | None = None  # the test rows' positions in the data file
 
     @property
     def n_classes(self) -> int:
@@ -276,6 +285,11 @@ def split_and_scale(ds: Dataset, cfg: DataConfig, pre: PreprocessConfig, seed: i
         row_counts=counts,
         task=task,
         target_scaler=TargetScaler.fit(ds.y[idx_train]) if task == "regression" else None,
+        inputs=list(ds.inputs),
+        encoder=enc,
+        example_rows=ds.example,
+        class_values=list(ds.class_values),
+        test_row_ids=None if ds.row_ids is None else ds.row_ids[idx_test],
     )
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from paramaudit.config import BUILTIN_DATASETS
+from paramaudit.data.inputs import InputColumn, numeric_inputs
 from paramaudit.errors import DataError
 
 IMAGE_SHAPES = {"digits": (1, 8, 8)}
@@ -74,6 +75,13 @@ class Dataset:
     sources: list[str] | None = None
     columns_report: list[dict[str, Any]] = field(default_factory=list)
     row_counts: dict[str, int] = field(default_factory=dict)
+    # for the served model: how new rows' raw columns are read (data.inputs), a few raw rows as
+    # its input example, and the classes as the target's own values (strings stay strings)
+    inputs: list[InputColumn] = field(default_factory=list)
+    example: pd.DataFrame | None = None
+    class_values: list[Any] = field(default_factory=list)
+    # each row's position in the file (rows without a target and a subsample's others gone)
+    row_ids: np.ndarray | None = None
 
     @property
     def categorical_columns(self) -> list[str]:
@@ -107,7 +115,16 @@ def load_builtin(name: str) -> Dataset:
     names = [str(c) for c in getattr(bunch, "target_names", sorted(set(y.tolist())))]
     digest = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
     features = [str(f) for f in getattr(bunch, "feature_names", [f"x{i}" for i in range(x.shape[1])])]
-    return Dataset(x, y, features, names, name, digest, IMAGE_SHAPES.get(name))
+    return with_numeric_inputs(Dataset(x, y, features, names, name, digest, IMAGE_SHAPES.get(name)))
+
+
+def with_numeric_inputs(ds: Dataset) -> Dataset:
+    """A built-in set's served inputs: its features as numbers, under their names."""
+    ds.inputs = numeric_inputs(ds.feature_names)
+    ds.example = pd.DataFrame(ds.x[:5].astype(np.float64), columns=ds.feature_names)
+    ds.class_values = list(ds.class_names)
+    ds.row_ids = np.arange(len(ds.y))
+    return ds
 
 
 def file_digest(path: Path) -> str:

@@ -210,28 +210,41 @@ class Tracker:
         """Any local file as an artifact."""
         self.client.log_artifact(run_id, str(path), artifact_path)
 
-    def log_model(self, run_id: str, model: Any, example: Any,
+    def log_model(self, run_id: str, predictor: Any, example: Any,
                   registered_name: str | None = None) -> Any:
-        """The trained torch model (mlflow.pytorch flavour, with signature) on the given run."""
+        """The whole predictor (paramaudit.serving: raw rows in, labels out) as an MLflow pyfunc
+        model on the given run, with its code, signature and a few raw rows as its example."""
         import mlflow
-        import mlflow.pytorch
-        import torch
+        import mlflow.models
+        import mlflow.pyfunc
 
-        reqs = [f"torch=={torch.__version__.split('+')[0]}"]
-        with _fluent_tracking_uri(self.uri):
+        from paramaudit.serving import pyfunc
+
+        with _fluent_tracking_uri(self.uri), scratch_dir() as tmp:
+            code = pyfunc.ship_code(Path(tmp) / "code")
+            artifact = pyfunc.save_predictor(predictor, Path(tmp))
             # created here so the model lands in this run's experiment: log_model alone would
             # file it under the fluent API's active (default) experiment
             logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id,
                                                     experiment_id=self.experiment_id)
-            return mlflow.pytorch.log_model(
-                model, name="model", run_id=run_id, pip_requirements=reqs,
+            # the input example is checked as MLflow logs it: the model is loaded back and
+            # predicts those raw rows, so a predictor that cannot serve fails here, not later
+            # Model.log, as mlflow.pyfunc.log_model calls it, with the run named: the pyfunc
+            # function takes no run_id and would log to the fluent API's active run instead
+            return mlflow.models.Model.log(
+                artifact_path=None, name="model", flavor=mlflow.pyfunc, python_model=pyfunc.PredictorModel(),
+                artifacts={pyfunc.ARTIFACT_KEY: str(artifact)}, code_paths=[str(code)],
+                pip_requirements=pyfunc.requirements(), run_id=run_id,
                 model_id=logged.model_id, registered_model_name=registered_name,
-                await_registration_for=0,
-                # our own model object: pickle keeps any nn.Module loadable; pt2 needs tracing.
-                # A signature, not an input example: MLflow validates an example by loading
-                # the model back and predicting, which costs seconds per run
-                serialization_format="pickle", signature=_signature(model, example),
+                await_registration_for=0, signature=pyfunc.signature(predictor),
+                input_example=example,
+                metadata={"task": predictor.task, "classes": [str(c) for c in predictor.classes],
+                          "input_types": pyfunc.input_types(predictor)},
             )
+
+    def load_predictor(self, uri: str) -> Any:
+        """The predictor of a logged model in this tracker's store (:func:`load_predictor`)."""
+        return load_predictor(uri, self.uri)
 
     def child_runs(self, parent_id: str) -> list[Any]:
         """Runs nested under a parent, oldest first."""
@@ -242,11 +255,27 @@ class Tracker:
         return sorted(runs, key=lambda r: r.info.start_time)
 
 
+def load_predictor(uri: str, tracking_uri: str) -> Any:
+    """The predictor (paramaudit.serving.Predictor) of a logged model, by this process's own
+    classes: ``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` or ``runs:/RUN/model``."""
+    import mlflow.artifacts
+    import torch
+
+    from paramaudit.serving.pyfunc import PREDICTOR_FILE
+
+    with _fluent_tracking_uri(tracking_uri), scratch_dir() as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+        path = Path(local) / "artifacts" / PREDICTOR_FILE
+        if not path.is_file():
+            raise OSError(f"{uri} is not a paramaudit model (no artifacts/{PREDICTOR_FILE})")
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
 @contextmanager
 def _fluent_tracking_uri(uri: str) -> Iterator[None]:
     """Point MLflow's fluent API at ``uri`` for one call, then back to what it was.
 
-    ``mlflow.pytorch.log_model`` has no client form; setting the URI for good would redirect
+    ``mlflow.pyfunc.log_model`` has no client form; setting the URI for good would redirect
     whatever else the process logs (a user's own code, a second tracker).
     """
     import mlflow
@@ -257,19 +286,6 @@ def _fluent_tracking_uri(uri: str) -> Iterator[None]:
         yield
     finally:
         mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None: unset again
-
-
-def _signature(model: Any, example: Any) -> Any:
-    """The model's input/output signature from a few example rows."""
-    if example is None:
-        return None
-    import numpy as np
-    import torch
-    from mlflow.models import infer_signature
-
-    with torch.no_grad():
-        output = model(torch.as_tensor(np.asarray(example))).numpy()
-    return infer_signature(np.asarray(example), output)
 
 
 def scratch_dir(prefix: str = "paramaudit-") -> tempfile.TemporaryDirectory[str]:

@@ -6,15 +6,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pytest
 
 from paramaudit.config import build_config
-from paramaudit.final_model import FinalModel, train_best
+from paramaudit.final_model import train_best
 from paramaudit.overfit import Reason, Verdict
-from paramaudit.publish import promotion_refusal, publish, register
+from paramaudit.publish import publish
+from paramaudit.registry import promotion_refusal
 from paramaudit.search import SearchOutcome, TrialRecord
 from paramaudit.tracking import Tracker
 
@@ -55,7 +56,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_publish_puts_the_test_metrics_beside_the_baseline(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from paramaudit.pipeline import audit
-    from paramaudit.tracking import Tracker
 
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     columns = [{"column": "f0", "kind": "numeric", "rows_missing": np.int64(0)}]
@@ -107,7 +107,6 @@ def test_publish_puts_the_test_metrics_beside_the_baseline(tmp_path: Path,
 def test_summary_without_a_columns_report_has_no_columns_key(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from paramaudit.pipeline import audit
-    from paramaudit.tracking import Tracker
 
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     splits = lopsided_splits(4.0)  # an easy signal: the model beats the baseline
@@ -142,51 +141,3 @@ def test_promotion_refusal() -> None:
         "overfit")
     # a warn otherwise registered: not when the model is no better than the baseline
     assert promotion_refusal(Verdict("warn", [NO_BETTER]), True) == NO_BETTER.message
-
-
-class _Registry:
-    """The few MLflow client calls register makes, recorded."""
-
-    def __init__(self) -> None:
-        self.tags: dict[str, str] = {}
-        self.aliases: dict[str, str] = {}
-        self.run_tags: dict[str, str] = {}
-        self.client = self
-
-    def search_model_versions(self, query: str) -> list[Any]:
-        return []
-
-    def log_model(self, run_id: str, model: Any, example: Any, registered_name: str) -> Any:
-        return SimpleNamespace(registered_model_version="1")
-
-    def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
-        self.tags[key] = value
-
-    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
-        self.aliases[alias] = version
-
-    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        self.run_tags.update(tags)
-
-
-@pytest.mark.parametrize(("verdict", "champion"), [
-    (Verdict("ok", []), True),
-    (Verdict("warn", [NO_BETTER]), False),
-])
-def test_register_refuses_a_model_no_better_than_the_baseline(verdict: Verdict,
-                                                              champion: bool) -> None:
-    registry = _Registry()
-    cfg = build_config({"experiment": "reg"})
-    final = SimpleNamespace(model=None)
-    # the registry calls alone: a stand-in for the tracker and the model (the real ones are
-    # tests/integration/test_overfit_gate.py's)
-    out = register(cast(Tracker, registry), "run1", cfg, cast(FinalModel, final), verdict, None)
-    assert out["champion"] is champion
-    assert ("champion" in registry.aliases) is champion
-    if champion:
-        assert out["reason"] is None and registry.run_tags["registry_gate"] == "champion"
-    else:
-        assert out["reason"] == NO_BETTER.message
-        assert registry.tags["gate"] == f"failed: {NO_BETTER.message}"
-        assert registry.run_tags["registry_gate"] == "not promoted"
-        assert registry.run_tags["registry_gate_reason"].startswith("no better than")

@@ -283,14 +283,24 @@ def test_log_model_leaves_the_fluent_tracking_uri_as_it_was(
         tracker: Tracker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """log_model points MLflow's fluent API at the tracker's store for the call only."""
     import mlflow
+    import numpy as np
+    import pandas as pd
     import torch
+
+    from paramaudit.data.inputs import numeric_inputs
+    from paramaudit.data.preprocessor import fit_preprocessor
+    from paramaudit.serving.predictor import Predictor
+
+    predictor = Predictor(numeric_inputs(["a", "b"]), None,
+                          fit_preprocessor(np.eye(2, dtype=np.float32), "none", None),
+                          torch.nn.Linear(2, 2), classes=["no", "yes"])
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     elsewhere = (tmp_path / "elsewhere").as_uri()
     mlflow.set_tracking_uri(elsewhere)
     try:
         with tracker.parent_run("model", {}) as run:
-            info = tracker.log_model(run, torch.nn.Linear(2, 1), torch.zeros(1, 2))
+            info = tracker.log_model(run, predictor, pd.DataFrame({"a": [1.0], "b": [0.0]}))
         assert mlflow.get_tracking_uri() == elsewhere
         assert info.run_id == run  # and the model went to the tracker's own store
         assert tracker.client.get_logged_model(info.model_id).source_run_id == run

@@ -1,0 +1,90 @@
+"""The champion serves raw rows: `mlflow models serve` over HTTP, and `paramaudit predict`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import cli_env, paramaudit_cmd
+from support import servers as srv
+
+pytestmark = pytest.mark.integration
+LABELS = ("bronze", "silver", "gold")
+
+
+def _table(n: int = 360, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    spend = rng.normal(size=n) * 0.5 + y
+    spend[rng.random(n) < 0.1] = np.nan
+    region = np.array(["north", "south", "east"], dtype=object)[(y + rng.integers(0, 2, n)) % 3]
+    region[rng.random(n) < 0.05] = None
+    return pd.DataFrame({"member_id": np.arange(n), "spend": spend, "region": region,
+                         "visits": y * 3 + rng.integers(0, 3, n),
+                         "tier": np.asarray(LABELS, dtype=object)[y]})
+
+
+def _rows() -> pd.DataFrame:
+    """Raw rows as a caller has them: a gap, a category never seen, an extra column."""
+    return pd.DataFrame({"spend": [0.1, None, 2.2], "region": ["north", "atlantis", None],
+                         "visits": [0, 4, 8], "note": ["a", "b", "c"]})
+
+
+def test_the_champion_answers_raw_rows_over_http_and_from_the_command_line(
+        tmp_path: Path, run_pipeline) -> None:
+    _table().to_csv(tmp_path / "members.csv", index=False)
+    out = run_pipeline({
+        "experiment": "members", "data": {"path": "members.csv", "target": "tier"},
+        "search": {"algorithm": "random", "trials": 1, "scheduler": "none",
+                   "space": {"learning_rate": 0.01, "hidden_size": 16}},
+        "train": {"max_epochs": 15, "patience": 15},
+    })
+    reg = out["registry"]
+    assert reg["promoted"] and reg["version"] == "1"
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = srv.base_env(MLFLOW_TRACKING_URI=tracking)
+    port = srv.free_port()
+    server = srv.spawn("mlflow models serve",
+                       [str(srv.BIN / "mlflow"), "models", "serve", "-m", "models:/members@champion",
+                        "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port), "-w", "1"],
+                       env, tmp_path / "serve.log", cwd=tmp_path, url=f"http://127.0.0.1:{port}")
+    with srv.stopping(server):
+        srv.wait_until(lambda: srv.http_ok(f"{server.url}/ping"), server, 120, "answering /ping")
+        body = json.dumps({"dataframe_split": json.loads(_rows().to_json(orient="split",
+                                                                          index=False))})
+        req = urllib.request.Request(f"{server.url}/invocations", data=body.encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=60) as r:
+            served = pd.DataFrame(json.loads(r.read())["predictions"])
+        pid = server.pid
+    assert srv.wait_gone(pid, 30)
+    assert list(served.columns) == ["prediction", *(f"proba_{c}" for c in sorted(LABELS))]
+    assert set(served["prediction"]) <= set(LABELS) and len(served) == 3
+    np.testing.assert_allclose(served.filter(like="proba_").sum(axis=1), 1.0, atol=1e-6)
+    # the same answers from `paramaudit predict`, written beside the input rows
+    _rows().to_csv(tmp_path / "new.csv", index=False)
+    cli = subprocess.run(paramaudit_cmd() + ["predict", "--model", "models:/members@champion",
+                                             "--data", "new.csv", "--output", "scored.parquet"],
+                         cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True,
+                         timeout=180)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    scored = pd.read_parquet(tmp_path / "scored.parquet")
+    assert list(scored.columns[:4]) == ["spend", "region", "visits", "note"]
+    assert scored["prediction"].tolist() == served["prediction"].tolist()
+    np.testing.assert_allclose(scored["proba_gold"], served["proba_gold"], rtol=1e-6)
+    # a row file without a column the model reads: one line, exit 2, nothing written
+    _rows().drop(columns=["region"]).to_csv(tmp_path / "short.csv", index=False)
+    bad = subprocess.run(paramaudit_cmd() + ["predict", "--model", out["mlflow_run_id"],
+                                             "--data", "short.csv", "--output", "x.csv"],
+                         cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True,
+                         timeout=180)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "paramaudit: error: data file 'short.csv': missing column 'region' (the model reads 3 "
+        "columns: 'spend', 'region', 'visits')"]
+    assert not (tmp_path / "x.csv").exists()

@@ -1,0 +1,124 @@
+"""The registry on a real MLflow store: the whole predictor as a pyfunc model that loads where
+paramaudit is not installed, and a champion replaced only by a model at least as good."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paramaudit.config import build_config
+from paramaudit.data import load_and_split
+from paramaudit.final_model import train_best
+from paramaudit.overfit import Reason, Verdict
+from paramaudit.registry import comparison_metric, register
+from paramaudit.tracking import Tracker
+
+GOOD = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 32, "num_layers": 1,
+        "hidden_size": 32}
+BAD = {**GOOD, "learning_rate": 1e-6}
+OK = Verdict("ok", [])
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+            "artifact_location": str(tmp_path / "art")}
+
+
+def _run(store: dict[str, Any], hp: dict[str, Any], verdict: Verdict = OK,
+         **registry: Any) -> dict[str, Any]:
+    cfg = build_config({"data": {"dataset": "iris"}, "tracking": store, "experiment": "reg",
+                        "registry": registry})
+    splits = load_and_split(cfg)
+    final = train_best(splits, "mlp", hp, max_epochs=30 if hp is GOOD else 1, patience=30, seed=0)
+    tracker = Tracker(cfg.tracking, cfg.experiment)
+    parent = tracker.start_run("parent")
+    out = register(tracker, parent, cfg, final, verdict, splits)
+    tracker.end_run(parent, "FINISHED")
+    return {**out, "run": parent, "tracker": tracker}
+
+
+def _alias(tracker: Tracker, alias: str) -> str:
+    return str(tracker.client.get_model_version_by_alias("reg", alias).version)
+
+
+def test_a_worse_model_stays_challenger_and_a_better_one_takes_the_alias(
+        store: dict[str, Any]) -> None:
+    first = _run(store, GOOD)
+    assert first["promoted"] and first["version"] == "1" and first["reason"].startswith("the first")
+    worse = _run(store, BAD)
+    tracker = worse["tracker"]
+    assert not worse["promoted"] and worse["alias"] == "challenger"
+    assert worse["metric"] == comparison_metric("val_loss", "classification") == "log_loss"
+    assert worse["challenger_score"] > worse["champion_score"]  # log loss: lower is better
+    assert "worse than the champion's (version 1)" in worse["reason"]
+    assert (_alias(tracker, "champion"), _alias(tracker, "challenger")) == ("1", "2")
+    tags = tracker.client.get_model_version("reg", "2").tags
+    assert tags["promotion"] == "challenger" and float(tags["champion_score"]) == pytest.approx(
+        worse["champion_score"])
+    assert tracker.client.get_run(worse["run"]).data.tags["registry_gate"] == "not promoted"
+    described = tracker.client.get_model_version("reg", "2").description
+    assert "Data: iris (150 rows" in described and "Promotion: challenger" in described
+    assert "labels setosa, versicolor, virginica" in described and worse["run"] in described
+    assert "raw rows in" in tracker.client.get_registered_model("reg").description
+    # the same good configuration again ties the champion: not worse, so it is promoted
+    again = _run(store, GOOD)
+    assert again["promoted"] and again["challenger_score"] == pytest.approx(again["champion_score"])
+    assert _alias(tracker, "champion") == "3"
+
+
+def test_the_policies_and_the_gate(store: dict[str, Any]) -> None:
+    _run(store, GOOD)
+    assert _run(store, BAD, promotion="verdict")["promoted"]  # no comparison asked for
+    never = _run(store, GOOD, promotion="never")
+    assert not never["promoted"] and never["reason"] == "registry.promotion: never"
+    overfit = _run(store, GOOD, Verdict("overfit", [Reason("gap", "overfit", "gap", {})]))
+    assert not overfit["promoted"] and overfit["reason"] == "overfit"
+    tracker = overfit["tracker"]
+    assert tracker.client.get_model_version("reg", overfit["version"]).tags["gate"] == (
+        "failed: overfit")
+    assert _alias(tracker, "champion") == "2"
+
+
+def test_the_champion_loads_and_answers_raw_rows_without_paramaudit_installed(
+        store: dict[str, Any], tmp_path: Path) -> None:
+    _run(store, GOOD)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # a fresh interpreter with paramaudit's editable install and checkout taken off the path:
+    # only the code the model ships can answer
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
+        sys.path[:] = [p for p in sys.path if p not in ("", {str(Path.cwd())!r})]
+        import mlflow.pyfunc, pandas as pd
+        mlflow.set_tracking_uri({store["tracking_uri"]!r})
+        model = mlflow.pyfunc.load_model("models:/reg@champion")
+        import paramaudit
+        rows = pd.DataFrame({{"sepal length (cm)": [5.1, 7.7], "sepal width (cm)": [3.5, None],
+                              "petal length (cm)": [1.4, 6.7], "petal width (cm)": [0.2, 2.2],
+                              "ignored": ["x", "y"]}})
+        out = model.predict(rows)
+        schema = [c.name for c in model.metadata.get_input_schema().inputs]
+        print(json.dumps({{"file": paramaudit.__file__, "labels": out["prediction"].tolist(),
+                           "columns": list(out.columns), "schema": schema}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, capture_output=True,
+                          text=True, timeout=180, env={"MLFLOW_DISABLE_TELEMETRY": "true",
+                                                       "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "/artifacts/code/paramaudit/" in got["file"]  # the shipped copy, not the checkout
+    assert got["labels"] == ["setosa", "virginica"]
+    assert got["columns"] == ["prediction", "proba_setosa", "proba_versicolor", "proba_virginica"]
+    assert got["schema"] == ["sepal length (cm)", "sepal width (cm)", "petal length (cm)",
+                             "petal width (cm)"]
