@@ -103,6 +103,11 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     tracker.log_params(parent_id, final.hyperparameters)
     _log_metrics(tracker, parent_id, splits, outcome, final, result, counts)
     _log_tags(tracker, parent_id, cfg, outcome, final, result)
+    # what `paramaudit history` lists: which data, how much of it
+    tracker.set_tags(parent_id, {"data_hash": splits.content_hash,
+                                 "data_rows": str((getattr(splits, "row_counts", None) or {}).get(
+                                     "read", len(splits.y_train) + len(splits.y_val)
+                                     + len(splits.y_test)))})
     chosen = next((str(t.number) for t in outcome.records if t.trial_id == outcome.best_trial_id),
                   None)
     cap_rows = capacity.summary_table(result.capacity_points, chosen)

@@ -95,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     pred.add_argument("--output", required=True, type=Path,
                       help="where the rows go with prediction and proba_<label> columns (.csv, .parquet)")
     pred.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    hist = sub.add_parser("history", help="one row per pipeline run: data, search, score, verdict")
+    hist.add_argument("--experiment", default="paramaudit", help="MLflow experiment (default: %(default)s)")
+    hist.add_argument("--csv", type=Path, metavar="PATH", help="also write the table as CSV")
+    hist.add_argument("--plot", type=Path, metavar="PATH",
+                      help="also write a PNG of the test score and parameter count over time")
+    hist.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
@@ -325,6 +332,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    """The experiment's pipeline runs, one row each."""
+    import pandas as pd
+
+    from paramaudit.config import TrackingConfig
+    from paramaudit.history import history, trend_plot
+    from paramaudit.tracking import resolve_tracking_uri
+
+    table = history(resolve_tracking_uri(TrackingConfig()), args.experiment)
+    if table.empty:
+        print(f"paramaudit: history: no finished pipeline run in {args.experiment!r}")
+        return EXIT_OK
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.csv, index=False)
+    if args.plot:
+        trend_plot(table, args.plot)
+    shown = table.drop(columns=["best_hyperparameters"]).assign(run=table["run"].str[:8])
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(shown.to_string(index=False))
+    return EXIT_OK
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     """The parameter audit of one model, printed."""
     from paramaudit.audit import audit_model
@@ -363,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         stopping.install(debug=args.debug)
     else:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-    handler = {"run": cmd_run, "audit": cmd_audit, "predict": cmd_predict}[args.command]
+    handler = {"run": cmd_run, "audit": cmd_audit, "predict": cmd_predict,
+               "history": cmd_history}[args.command]
     try:
         code = handler(args)
     except UserInputError as err:
