@@ -20,6 +20,7 @@ import pandas as pd
 from paramaudit.config import PipelineConfig
 from paramaudit.data import Splits
 from paramaudit.final_model import FinalModel
+from paramaudit.lineage import since_champion
 from paramaudit.metrics import SEARCH_METRICS, classification_metrics, regression_metrics
 from paramaudit.overfit import Verdict
 from paramaudit.progress import say
@@ -54,6 +55,8 @@ class Decision:
     challenger_score: float | None = None
     champion_score: float | None = None
     champion_version: str | None = None
+    champion_run: str | None = None
+    champion_columns: list[str] | None = None  # the champion's inputs, where it was loaded
 
 
 def comparison_metric(search_metric: str, task: str) -> str:
@@ -114,17 +117,21 @@ def _current_champion(tracker: Tracker, name: str) -> Any | None:
 def decide(tracker: Tracker, name: str, version: str, cfg: PipelineConfig, verdict: Verdict,
            predictor: Predictor, splits: Splits) -> Decision:
     """Whether ``version`` (this run's) becomes champion, under ``registry.promotion``."""
+    current = _current_champion(tracker, name)
+    serving = None if current is None else str(current.version)
     refusal = promotion_refusal(verdict, cfg.audit.register_on_warn)
     if refusal is not None:
-        return Decision(False, refusal)
+        return Decision(False, refusal, champion_version=serving)
     if cfg.registry.promotion == "never":
-        return Decision(False, "registry.promotion: never")
-    current = _current_champion(tracker, name)
+        return Decision(False, "registry.promotion: never", champion_version=serving)
     if current is None or str(current.version) == version:
         return Decision(True, None if current else f"the first champion of {name!r}")
     if cfg.registry.promotion == "verdict":
-        return Decision(True, None, champion_version=str(current.version))
-    return _compare(tracker, name, str(current.version), cfg, predictor, splits)
+        return Decision(True, None, champion_version=str(current.version),
+                        champion_run=current.run_id)
+    decision = _compare(tracker, name, str(current.version), cfg, predictor, splits)
+    decision.champion_run = current.run_id
+    return decision
 
 
 def _compare(tracker: Tracker, name: str, champion: str, cfg: PipelineConfig,
@@ -139,21 +146,23 @@ def _compare(tracker: Tracker, name: str, champion: str, cfg: PipelineConfig,
     if missing or old.task != predictor.task:
         why = (f"column {missing[0]!r}" if missing else f"a {old.task}")
         return Decision(True, f"the champion (version {champion}) reads {why}, not this data: "
-                        "promoted on its verdict", metric, champion_version=champion)
+                        "promoted on its verdict", metric, champion_version=champion,
+                        champion_columns=old.columns)
     classes = list(predictor.classes)
     mine = score(predictor, rows, splits.y_test, classes, metric)
     theirs = score(old, rows, splits.y_test, classes, metric)
     if mine is None or theirs is None:
         return Decision(True, f"the champion (version {champion}) answers other classes: "
-                        "promoted on its verdict", metric, mine, theirs, champion)
+                        "promoted on its verdict", metric, mine, theirs, champion,
+                        champion_columns=old.columns)
     tol = cfg.registry.promotion_tolerance
     worse = mine < theirs - tol if _mode(metric) == "max" else mine > theirs + tol
     if worse:
         return Decision(False, f"test {metric} {mine:.4g} is worse than the champion's "
                         f"(version {champion}) {theirs:.4g}"
                         + (f" by more than registry.promotion_tolerance {tol:g}" if tol else ""),
-                        metric, mine, theirs, champion)
-    return Decision(True, None, metric, mine, theirs, champion)
+                        metric, mine, theirs, champion, champion_columns=old.columns)
+    return Decision(True, None, metric, mine, theirs, champion, champion_columns=old.columns)
 
 
 def describe(final: FinalModel, splits: Splits, verdict: Verdict, decision: Decision,
@@ -199,6 +208,7 @@ def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: Final
     else:
         info = tracker.log_model(parent_id, predictor, splits.example_rows, registered_name=name)
         version = str(getattr(info, "registered_model_version", None))
+    previous = _current_champion(tracker, name)  # before this version may take the alias
     decision = decide(tracker, name, version, cfg, verdict, predictor, splits)
     alias = CHAMPION if decision.promoted else CHALLENGER
     client = tracker.client
@@ -237,7 +247,11 @@ def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: Final
                f"{decision.champion_score:.4g}" if decision.champion_score is not None
                and decision.challenger_score is not None else ""))
     tracker.set_tags(parent_id, run_tags)
-    return {"name": name, "version": version, "promoted": decision.promoted,
+    lineage = None
+    if previous is not None and previous.run_id and previous.run_id != parent_id:
+        lineage = since_champion(tracker, parent_id, previous.run_id, str(previous.version),
+                                 predictor.columns, decision.champion_columns)
+    return {"since_champion": lineage, "name": name, "version": version, "promoted": decision.promoted,
             "champion": decision.promoted, "alias": alias, "reason": decision.reason,
             "metric": decision.metric, "challenger_score": decision.challenger_score,
             "champion_score": decision.champion_score,

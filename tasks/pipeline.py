@@ -99,6 +99,10 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
          f"The chosen model on the test split: {done.baseline_note} {link}"),
         ("data-columns", done.columns_rows, f"The data's columns as the pipeline read them. {link}"),
     )
+    lineage = (summary.get("registry") or {}).get("since_champion")
+    if lineage:
+        create_markdown_artifact(key="since-the-champion", markdown=lineage["markdown"],
+                                 description=f"Since the champion: what this run changed. {link}")
     for key, rows, description in tables:
         if rows:  # a table only where the run has one (no trials to rank, a regression, ...)
             create_table_artifact(key=key, table=rows, description=description)

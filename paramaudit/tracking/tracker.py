@@ -214,13 +214,16 @@ class Tracker:
                   registered_name: str | None = None) -> Any:
         """The whole predictor (paramaudit.serving: raw rows in, labels out) as an MLflow pyfunc
         model on the given run, with its code, signature and a few raw rows as its example."""
+        import sys
+
         import mlflow
         import mlflow.models
         import mlflow.pyfunc
 
         from paramaudit.serving import pyfunc
 
-        with _fluent_tracking_uri(self.uri), scratch_dir() as tmp:
+        path = list(sys.path)
+        with _fluent_tracking_uri(self.uri), scratch_dir() as tmp, _restored_path(path):
             code = pyfunc.ship_code(Path(tmp) / "code")
             artifact = pyfunc.save_predictor(predictor, Path(tmp))
             # created here so the model lands in this run's experiment: log_model alone would
@@ -269,6 +272,18 @@ def load_predictor(uri: str, tracking_uri: str) -> Any:
         if not path.is_file():
             raise OSError(f"{uri} is not a paramaudit model (no artifacts/{PREDICTOR_FILE})")
         return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@contextmanager
+def _restored_path(path: list[str]) -> Iterator[None]:
+    """sys.path as it was: MLflow's check of the input example loads the model in this process
+    and puts the model's (temporary) code folder first on sys.path for good."""
+    import sys
+
+    try:
+        yield
+    finally:
+        sys.path[:] = path
 
 
 @contextmanager

@@ -70,6 +70,15 @@ def test_a_worse_model_stays_challenger_and_a_better_one_takes_the_alias(
     assert "Data: iris (150 rows" in described and "Promotion: challenger" in described
     assert "labels setosa, versicolor, virginica" in described and worse["run"] in described
     assert "raw rows in" in tracker.client.get_registered_model("reg").description
+    # what changed since the champion: the learning rate, the scores; the data did not
+    changes = worse["since_champion"]["changes"]
+    assert changes["champion_version"] == "1" and not changes["data_hash"]["changed"]
+    assert changes["hyperparameters"] == {}  # train_best's hyperparameters are not logged here
+    assert changes["columns_added"] == [] == changes["columns_removed"]
+    assert "# Since the champion (version 1" in worse["since_champion"]["markdown"]
+    run = tracker.client.get_run(worse["run"]).data
+    assert run.tags["since_champion.version"] == "1"
+    assert run.tags["since_champion.data_changed"] == "false"
     # the same good configuration again ties the champion: not worse, so it is promoted
     again = _run(store, GOOD)
     assert again["promoted"] and again["challenger_score"] == pytest.approx(again["champion_score"])

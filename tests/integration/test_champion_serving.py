@@ -88,3 +88,31 @@ def test_the_champion_answers_raw_rows_over_http_and_from_the_command_line(
         "paramaudit: error: data file 'short.csv': missing column 'region' (the model reads 3 "
         "columns: 'spend', 'region', 'visits')"]
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_worse_night_stays_challenger_and_says_what_changed(tmp_path: Path,
+                                                             run_pipeline) -> None:
+    _table().to_csv(tmp_path / "members.csv", index=False)
+    base = {"experiment": "nightly", "data": {"path": "members.csv", "target": "tier"},
+            "search": {"algorithm": "random", "trials": 1, "scheduler": "none",
+                       "space": {"learning_rate": 0.01, "hidden_size": 16}},
+            "train": {"max_epochs": 15, "patience": 15}}
+    good = run_pipeline(base)
+    worse = run_pipeline({**base, "search": {**base["search"], "space": {
+        "learning_rate": 1.0e-5, "hidden_size": 16}}, "train": {"max_epochs": 1, "patience": 1}})
+    reg = worse["registry"]
+    assert good["registry"]["promoted"] and not reg["promoted"], reg
+    assert reg["alias"] == "challenger" and reg["champion_version"] == "1"
+    if reg["champion_score"] is not None:  # compared (else the gate refused it first)
+        assert reg["challenger_score"] > reg["champion_score"]  # log loss: lower is better
+    changes = reg["since_champion"]["changes"]
+    assert changes["hyperparameters"]["learning_rate"] == {"champion": "0.01",
+                                                           "this run": "1e-05"}
+    assert not changes["data_hash"]["changed"] and changes["data_rows"]["this run"] == "360"
+    assert changes["metrics"]["test_log_loss"]["delta"] > 0
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.get_model_version_by_alias("nightly", "champion").run_id == good["mlflow_run_id"]
+    assert "report/since_champion.md" in {
+        a.path for a in client.list_artifacts(worse["mlflow_run_id"], "report")}
