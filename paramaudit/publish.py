@@ -104,7 +104,7 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     _log_metrics(tracker, parent_id, splits, outcome, final, result, counts)
     _log_tags(tracker, parent_id, cfg, outcome, final, result)
     # what `paramaudit history` lists: which data, how much of it
-    tracker.set_tags(parent_id, {"data_hash": splits.content_hash,
+    tracker.set_tags(parent_id, {"data_hash": getattr(splits, "content_hash", ""),
                                  "data_rows": str((getattr(splits, "row_counts", None) or {}).get(
                                      "read", len(splits.y_train) + len(splits.y_val)
                                      + len(splits.y_test)))})
