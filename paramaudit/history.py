@@ -13,14 +13,11 @@ from typing import Any
 import pandas as pd
 
 from paramaudit.errors import UserInputError
+from paramaudit.lineage import hyperparameters
 
 COLUMNS = ("date", "run", "data", "data_hash", "rows", "search", "best_hyperparameters",
            "test_metric", "test_score", "params_trainable", "verdict", "registry")
 _SCORES = ("test_accuracy", "test_r2")  # a classifier's, a regression's headline
-
-
-def _hyperparameters(params: dict[str, str]) -> str:
-    return " ".join(f"{k}={v}" for k, v in sorted(params.items()) if not k.startswith("setting."))
 
 
 def _row(run: Any, champions: set[str]) -> dict[str, Any]:
@@ -44,7 +41,8 @@ def _row(run: Any, champions: set[str]) -> dict[str, Any]:
         "data_hash": tags.get("data_hash", "")[:12],
         "rows": tags.get("data_rows", ""),
         "search": f"{params.get('setting.search_algorithm', '?')} x{trials}",
-        "best_hyperparameters": _hyperparameters(params),
+        "best_hyperparameters": " ".join(f"{k}={v}" for k, v in
+                                         sorted(hyperparameters(params).items())),
         "test_metric": (metric or "").removeprefix("test_"),
         "test_score": metrics.get(metric) if metric else None,
         "params_trainable": int(metrics["params_trainable"]) if "params_trainable" in metrics

@@ -16,7 +16,8 @@ _METRICS = ("test_accuracy", "test_balanced_accuracy", "test_f1_macro", "test_lo
             "test_r2", "test_rmse", "test_mae", "params_trainable", "params_total")
 
 
-def _hyperparameters(params: dict[str, str]) -> dict[str, str]:
+def hyperparameters(params: dict[str, str]) -> dict[str, str]:
+    """A pipeline run's chosen hyperparameters: its params but the ``setting.*`` ones."""
     return {k: v for k, v in params.items() if not k.startswith("setting.")}
 
 
@@ -32,7 +33,7 @@ def since_champion(tracker: Tracker, parent_id: str, champion_run: str, champion
     if champion_columns is not None:
         changes["columns_added"] = [c for c in columns if c not in champion_columns]
         changes["columns_removed"] = [c for c in champion_columns if c not in columns]
-    hp_a, hp_b = _hyperparameters(theirs.params), _hyperparameters(mine.params)
+    hp_a, hp_b = hyperparameters(theirs.params), hyperparameters(mine.params)
     changes["hyperparameters"] = {k: {"champion": hp_a.get(k), "this run": hp_b.get(k)}
                                   for k in sorted(set(hp_a) | set(hp_b))
                                   if hp_a.get(k) != hp_b.get(k)}

@@ -55,7 +55,6 @@ class Decision:
     challenger_score: float | None = None
     champion_score: float | None = None
     champion_version: str | None = None
-    champion_run: str | None = None
     champion_columns: list[str] | None = None  # the champion's inputs, where it was loaded
 
 
@@ -115,9 +114,9 @@ def _current_champion(tracker: Tracker, name: str) -> Any | None:
 
 
 def decide(tracker: Tracker, name: str, version: str, cfg: PipelineConfig, verdict: Verdict,
-           predictor: Predictor, splits: Splits) -> Decision:
-    """Whether ``version`` (this run's) becomes champion, under ``registry.promotion``."""
-    current = _current_champion(tracker, name)
+           predictor: Predictor, splits: Splits, current: Any | None) -> Decision:
+    """Whether ``version`` (this run's) becomes champion, under ``registry.promotion``;
+    ``current`` is the champion's model version before this run (None: there is none)."""
     serving = None if current is None else str(current.version)
     refusal = promotion_refusal(verdict, cfg.audit.register_on_warn)
     if refusal is not None:
@@ -127,11 +126,8 @@ def decide(tracker: Tracker, name: str, version: str, cfg: PipelineConfig, verdi
     if current is None or str(current.version) == version:
         return Decision(True, None if current else f"the first champion of {name!r}")
     if cfg.registry.promotion == "verdict":
-        return Decision(True, None, champion_version=str(current.version),
-                        champion_run=current.run_id)
-    decision = _compare(tracker, name, str(current.version), cfg, predictor, splits)
-    decision.champion_run = current.run_id
-    return decision
+        return Decision(True, None, champion_version=str(current.version))
+    return _compare(tracker, name, str(current.version), cfg, predictor, splits)
 
 
 def _compare(tracker: Tracker, name: str, champion: str, cfg: PipelineConfig,
@@ -194,26 +190,13 @@ def describe(final: FinalModel, splits: Splits, verdict: Verdict, decision: Deci
     return "\n\n".join(lines)
 
 
-def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: FinalModel,
-             verdict: Verdict, splits: Splits) -> dict[str, Any]:
-    """Log the run's predictor as a new version of the registered model; champion or
-    challenger by :func:`decide`. Returns the summary's ``registry`` entry."""
-    name = cfg.tracking.registered_model_name or cfg.experiment
-    predictor = Predictor.of(final, splits)
-    # publish may be retried: a version this run already registered is reused, not duplicated
-    mine = [v for v in tracker.client.search_model_versions(f"name = '{name}'")
-            if v.run_id == parent_id]
-    if mine:
-        version = str(mine[0].version)
-    else:
-        info = tracker.log_model(parent_id, predictor, splits.example_rows, registered_name=name)
-        version = str(getattr(info, "registered_model_version", None))
-    previous = _current_champion(tracker, name)  # before this version may take the alias
-    decision = decide(tracker, name, version, cfg, verdict, predictor, splits)
-    alias = CHAMPION if decision.promoted else CHALLENGER
+def _describe_version(tracker: Tracker, name: str, version: str, cfg: PipelineConfig,
+                      final: FinalModel, splits: Splits, verdict: Verdict, decision: Decision,
+                      parent_id: str, predictor: Predictor) -> None:
+    """The version's tags and description, and the registered model's description."""
     client = tracker.client
-    client.set_registered_model_alias(name, alias, version)
-    tags = {"overfit_verdict": verdict.verdict, "promotion": alias,
+    tags = {"overfit_verdict": verdict.verdict,
+            "promotion": CHAMPION if decision.promoted else CHALLENGER,
             "promotion_policy": cfg.registry.promotion}
     if decision.reason:
         tags["promotion_reason"] = decision.reason
@@ -235,6 +218,28 @@ def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: Final
         f"{', '.join(predictor.columns[:8])}{' ...' if len(predictor.columns) > 8 else ''}), "
         f"`prediction` out{', with `proba_<label>` per class' if predictor.classes else ''}. "
         f"`champion` is the version serving; `challenger` the last one that was not promoted."))
+
+
+def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: FinalModel,
+             verdict: Verdict, splits: Splits) -> dict[str, Any]:
+    """Log the run's predictor as a new version of the registered model; champion or
+    challenger by :func:`decide`. Returns the summary's ``registry`` entry."""
+    name = cfg.tracking.registered_model_name or cfg.experiment
+    predictor = Predictor.of(final, splits)
+    # publish may be retried: a version this run already registered is reused, not duplicated
+    mine = [v for v in tracker.client.search_model_versions(f"name = '{name}'")
+            if v.run_id == parent_id]
+    if mine:
+        version = str(mine[0].version)
+    else:
+        info = tracker.log_model(parent_id, predictor, splits.example_rows, registered_name=name)
+        version = str(getattr(info, "registered_model_version", None))
+    previous = _current_champion(tracker, name)  # before this version may take the alias
+    decision = decide(tracker, name, version, cfg, verdict, predictor, splits, previous)
+    alias = CHAMPION if decision.promoted else CHALLENGER
+    tracker.client.set_registered_model_alias(name, alias, version)
+    _describe_version(tracker, name, version, cfg, final, splits, verdict, decision, parent_id,
+                      predictor)
     run_tags = {"registry_gate": CHAMPION if decision.promoted else "not promoted",
                 "registry_version": version, "registry_alias": alias}
     if decision.reason and not decision.promoted:
@@ -251,8 +256,9 @@ def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: Final
     if previous is not None and previous.run_id and previous.run_id != parent_id:
         lineage = since_champion(tracker, parent_id, previous.run_id, str(previous.version),
                                  predictor.columns, decision.champion_columns)
-    return {"since_champion": lineage, "name": name, "version": version, "promoted": decision.promoted,
-            "champion": decision.promoted, "alias": alias, "reason": decision.reason,
+    return {"since_champion": lineage, "name": name, "version": version,
+            "promoted": decision.promoted, "champion": decision.promoted, "alias": alias,
+            "reason": decision.reason,
             "metric": decision.metric, "challenger_score": decision.challenger_score,
             "champion_score": decision.champion_score,
             "champion_version": decision.champion_version}

@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from paramaudit.config import TrackingConfig
-from paramaudit.errors import DataError, UserInputError
+from paramaudit.errors import UserInputError
 
 _COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-_WRITERS = {".csv": "csv", ".gz": "csv", ".bz2": "csv", ".xz": "csv", ".zst": "csv",
-            ".parquet": "parquet", ".pq": "parquet"}
 
 
 def model_uri(model: str) -> str:
@@ -22,13 +20,14 @@ def model_uri(model: str) -> str:
 
 
 def output_format(path: Path) -> str:
-    """csv or parquet, from the output file's name (a compressed CSV by its suffix)."""
-    fmt = _WRITERS.get(path.suffix.lower())
-    if fmt is None or (fmt == "csv" and path.suffix.lower() != ".csv"
-                       and not path.name.lower().endswith(f".csv{path.suffix.lower()}")):
-        raise UserInputError(f"--output {str(path)[:200]!r}: write .csv (optionally .gz, .bz2, "
-                             ".xz, .zst) or .parquet")
-    return fmt
+    """csv or parquet, from the output file's name (a CSV may be compressed)."""
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".csv", *(f".csv{ext}" for ext in _COMPRESSION))):
+        return "csv"
+    raise UserInputError(f"--output {str(path)[:200]!r}: write .csv (optionally .gz, .bz2, "
+                         ".xz, .zst) or .parquet")
 
 
 def load(uri: str, tracking_uri: str) -> Any:
@@ -54,8 +53,6 @@ def predict_file(model: str, data: Path, output: Path) -> int:
     frame = read_table(data)
     predictor = load(model_uri(model), resolve_tracking_uri(TrackingConfig()))
     answers = predictor.predict(frame, shown=f"data file {str(data)[:200]!r}")
-    if len(answers) != len(frame):
-        raise DataError(f"data file {str(data)[:200]!r}: {len(answers)} answers for {len(frame)} rows")
     out = frame.drop(columns=[c for c in answers.columns if c in frame.columns])
     out = out.join(answers)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -100,16 +100,6 @@ class Predictor:
             frame[f"{PROBA_PREFIX}{c}"] = proba[:, i]
         return frame
 
-    def score(self, rows: pd.DataFrame, truth: pd.Series) -> dict[str, float]:
-        """Accuracy (a classifier) or R² (a regression) of the predictions of ``rows``."""
-        pred = self.predict(rows)[PREDICTION].to_numpy()
-        t = truth.to_numpy()
-        if self.task == "regression":
-            t = t.astype(np.float64)
-            ss = float(((t - t.mean()) ** 2).sum())
-            return {"r2": 1.0 - float(((t - pred) ** 2).sum()) / ss if ss > 0 else 0.0}
-        return {"accuracy": float(np.mean([str(a) == str(b) for a, b in zip(pred, t, strict=True)]))}
-
 
 def _fallback(raw_train: np.ndarray | None, strategy: str) -> np.ndarray | None:
     """Each column's training statistic under ``strategy`` (scikit-learn's SimpleImputer)."""
