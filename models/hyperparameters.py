@@ -20,7 +20,8 @@ class Hyperparameter:
 
     ``type`` is int, float, str or bool. Numbers may be bounded the way pydantic's ``Field``
     bounds them (``gt``/``ge`` below, ``lt``/``le`` above); ``odd`` keeps only odd integers.
-    A str takes one of ``choices``. ``only_when=(other, values)`` says the value is read only
+    A str takes one of ``choices``, or any string when none are given (a user's model may read
+    an open name, e.g. a torchvision weights tag). ``only_when=(other, values)`` says the value is read only
     while hyperparameter ``other`` is one of ``values`` (momentum: only for sgd_momentum), so it
     is left out of what a run reports otherwise.
     """
@@ -51,8 +52,6 @@ class Hyperparameter:
             raise ValueError(f"hyperparameter {self.name!r}: give gt or ge, lt or le, not both")
         if self.choices and self.type is not str:
             raise ValueError(f"hyperparameter {self.name!r}: only a str takes choices")
-        if self.type is str and not self.choices:
-            raise ValueError(f"hyperparameter {self.name!r}: a str needs its choices")
         if self.odd and self.type is not int:
             raise ValueError(f"hyperparameter {self.name!r}: only an int can be odd")
         object.__setattr__(self, "choices", tuple(self.choices))

@@ -31,6 +31,7 @@ from paramaudit.search import (
     run_search,
     trial_slots,
 )
+from paramaudit.search.trainable import check_models
 from paramaudit.tracking import Tracker
 from paramaudit.training import STATE_FILE
 
@@ -61,6 +62,8 @@ def search(splits: Splits, cfg: PipelineConfig, tracker: Tracker, parent_id: str
     """Step 2: Ray Tune over the space; each trial a nested MLflow run."""
     say(f"[2/{STEPS}] search: {cfg.search.algorithm} search, {cfg.search.trials} trials, "
         f"scheduler {cfg.search.scheduler}, up to {cfg.train.max_epochs} epochs each")
+    check_models(cfg.model_choices(), cfg.search.space, tuple(splits.input_shape),
+                 splits.n_outputs, getattr(splits, "task", "classification"))
     t0 = time.monotonic()
     with ray_session(cfg.ray, trial_slots(cfg)) as info:
         ray_seconds = time.monotonic() - t0

@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="how text and boolean columns are encoded (default: auto)")
     run.add_argument("--task", choices=["auto", "classification", "regression"],
                      help="what the target is (default: auto, from its values)")
+    run.add_argument("--model", metavar="NAME|REF",
+                     help="mlp, cnn, or your own builder: package.module:build or file.py:build")
     run.add_argument("--trials", type=int, help="number of search trials")
     run.add_argument("--max-epochs", type=int, help="epoch budget per trial and final model")
     run.add_argument("--search", choices=["random", "grid", "bayes"], help="search algorithm")
@@ -113,6 +115,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "data.drop": args.drop,
         "data.categorical": args.categorical,
         "task": args.task,
+        "model": args.model,
         "search.trials": args.trials,
         "train.max_epochs": args.max_epochs,
         "search.algorithm": args.search,

@@ -343,9 +343,35 @@ class PipelineConfig(_Strict):
     @classmethod
     def _known_model(cls, name: Any) -> Any:
         # imported here: the registry imports torch, which importing the config does not
-        from paramaudit.models import MODELS
+        from paramaudit.models import MODELS, is_reference, register_reference
 
-        return choice_or_value(name, one_of(tuple(sorted(MODELS))), "model")
+        known = one_of(tuple(sorted(n for n in MODELS if not is_reference(n))))
+
+        def check(value: Any) -> Any:
+            # a user's builder is imported and registered here, once, so that the space below
+            # is checked against what it declares; its name becomes the absolute reference
+            return register_reference(value) if is_reference(value) else known(value)
+
+        return choice_or_value(name, check, "model")
+
+    @model_validator(mode="after")
+    def _space_fits_models(self) -> PipelineConfig:
+        # the space was checked against every registered model; a name two models declare
+        # differently is checked here against the models this run builds, and a name none of
+        # them reads leaves the space (the default space's MLP widths, for a user's model): it
+        # would only multiply trials that train the same network
+        from paramaudit.config.space import declarations_by_name
+
+        models = self.model_choices()
+        checked = check_space(self.search.space, models)
+        read = declarations_by_name(models)
+        kept = {name: value for name, value in checked.items() if name in read}
+        if not kept:
+            raise ValueError(f"search.space: no model of this run ({', '.join(models)}) reads "
+                             f"any of {', '.join(list(checked)[:8])}")
+        if kept != self.search.space:
+            self.search.space = kept
+        return self
 
     def model_choices(self) -> list[str]:
         """Every model the run may build."""

@@ -12,7 +12,7 @@ mapping that samples it: ``{choice: [...]}``, ``{uniform: [lo, hi]}``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from paramaudit.config.validators import (
@@ -48,21 +48,31 @@ DEFAULT_SPACE: dict[str, Any] = {
 
 
 def declared_hyperparameters() -> dict[str, Hyperparameter]:
-    """Every hyperparameter the search may set, by name: training's, then each registered model's.
+    """Every hyperparameter the search may set, by name: training's, then each registered
+    model's (the first model's declaration where two declare a name)."""
+    return {name: hs[0] for name, hs in declarations_by_name().items()}
 
-    A name declared twice must be declared the same way (the space holds one value per name).
+
+def declarations_by_name(models: Iterable[str] | None = None) -> dict[str, list[Hyperparameter]]:
+    """Each name's declarations: training's, then those of ``models`` (None: every registered one).
+
+    A model may not redeclare a training hyperparameter differently: both read the one value.
     """
     # imported here, not at the top: importing the config stays free of torch (the CLI's checks
     # and Ray's workers import it), and a model registered after import is still seen
     from paramaudit.models import model_declarations
     from paramaudit.train_hyperparameters import TRAINING_HYPERPARAMETERS
 
-    out: dict[str, Hyperparameter] = {h.name: h for h in TRAINING_HYPERPARAMETERS}
-    for model, declared in model_declarations().items():
-        for h in declared:
-            if out.setdefault(h.name, h) != h:
+    out: dict[str, list[Hyperparameter]] = {h.name: [h] for h in TRAINING_HYPERPARAMETERS}
+    registered = model_declarations()
+    for model in registered if models is None else models:
+        for h in registered.get(model, ()):
+            same = out.setdefault(h.name, [])
+            if same and same[0] in TRAINING_HYPERPARAMETERS and same[0] != h:
                 raise ValueError(f"model {model!r} declares hyperparameter {h.name!r} unlike training "
-                                 "or another model does; a name has one meaning in the search space")
+                                 "does; a name has one meaning in the search space")
+            if h not in same:
+                same.append(h)
     return out
 
 
@@ -74,7 +84,14 @@ def check_of(h: Hyperparameter) -> Callable[[Any], Any]:
         return number_in(h.gt, h.ge, h.lt, h.le)
     if h.type is bool:
         return boolean
-    return one_of(h.choices)
+    return one_of(h.choices) if h.choices else _a_string
+
+
+def _a_string(v: Any) -> str:
+    """An open str hyperparameter's value (one a user's model declares without choices)."""
+    if not isinstance(v, str) or not v or len(v) > 200:
+        raise ValueError(f"expected a non-empty string of at most 200 characters, got {quote(v)}")
+    return v
 
 
 def _int_bound(strict: float | None, inclusive: float | None, step: int) -> int | None:
@@ -84,16 +101,23 @@ def _int_bound(strict: float | None, inclusive: float | None, step: int) -> int 
     return None if inclusive is None else int(inclusive)
 
 
-def check_value(name: str, value: Any, declared: Mapping[str, Hyperparameter]) -> Any:
-    """A space's entry for ``name``: a fixed value or a distribution, checked; ValueError if bad."""
+def check_value(name: str, value: Any,
+                declared: Mapping[str, Hyperparameter | list[Hyperparameter]]) -> Any:
+    """A space's entry for ``name``: a fixed value or a distribution, checked; ValueError if bad.
+
+    Where several declarations hold the name, the value must fit every one.
+    """
     if name not in declared:
         raise ValueError(f"unknown hyperparameter {quote(name)}{did_you_mean(name, declared)}")
-    try:
-        if isinstance(value, Mapping):
-            return _check_distribution(declared[name], value)
-        return check_of(declared[name])(value)
-    except ValueError as err:
-        raise ValueError(f"{name}: {err}") from None
+    hs = declared[name]
+    out = value
+    for h in hs if isinstance(hs, list) else [hs]:
+        try:
+            out = (_check_distribution(h, value) if isinstance(value, Mapping)
+                   else check_of(h)(value))
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
+    return out
 
 
 def _check_distribution(h: Hyperparameter, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,12 +156,35 @@ def _check_range(h: Hyperparameter, kind: str, low: Any, high: Any) -> None:
         raise ValueError(f"{kind} gives fractions; {h.name} is an integer: use choice or randint")
 
 
-def check_space(space: Mapping[str, Any]) -> dict[str, Any]:
-    """``search.space`` with every entry checked against the declared hyperparameters."""
+def check_space(space: Mapping[str, Any], models: Iterable[str] | None = None) -> dict[str, Any]:
+    """``search.space`` with every entry checked against the declared hyperparameters.
+
+    With ``models``, a name is checked against training's and those models' declarations (a
+    name only another model reads passes: no model of this run reads it). Without, a value
+    passes when it fits one registered declaration of its name.
+    """
     if not space:
         raise ValueError("the search space is empty")
-    declared = declared_hyperparameters()
-    return {name: check_value(name, value, declared) for name, value in space.items()}
+    if models is not None:
+        chosen = declarations_by_name(models)
+        every = declarations_by_name()
+        return {name: check_value(name, value, chosen if name in chosen else every)
+                for name, value in space.items()}
+    every = declarations_by_name()
+    return {name: _fits_one(name, value, every) for name, value in space.items()}
+
+
+def _fits_one(name: str, value: Any, declared: Mapping[str, list[Hyperparameter]]) -> Any:
+    if not declared.get(name):
+        return check_value(name, value, declared)  # unknown: the did-you-mean
+    first: ValueError | None = None
+    for h in declared[name]:
+        try:
+            return check_value(name, value, {name: h})
+        except ValueError as err:
+            first = first or err
+    assert first is not None
+    raise first
 
 
 def resolve_hyperparameters(fixed_and_sampled: Mapping[str, Any],

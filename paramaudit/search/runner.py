@@ -117,8 +117,12 @@ def _trial_inputs(splits: Any, cfg: PipelineConfig) -> tuple[dict[str, Any], dic
         "task": getattr(splits, "task", "classification"),
         "n_outputs": getattr(splits, "n_outputs", splits.n_classes),
     }
+    from paramaudit.models import portable_models
+
     search = cfg.search
     settings = {"model": cfg.model if isinstance(cfg.model, str) else cfg.model["choice"][0],
+                # a user's builders travel with the settings: a worker need not import them
+                "models": portable_models(cfg.model_choices()),
                 "seed": cfg.seed, "max_epochs": cfg.train.max_epochs,
                 "n_train": len(splits.y_train),
                 "patience": cfg.train.patience, "divergence": divergence_rule(cfg),

@@ -32,6 +32,30 @@ def count_trainable_params(model_name: str, input_shape: tuple[int, ...], n_outp
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def check_models(models: list[str], space: Mapping[str, Any], input_shape: tuple[int, ...],
+                 n_outputs: int, task: str) -> None:
+    """Build each model the search may build once, on the meta device, before any trial starts.
+
+    With the space's fixed values and each sampled one's first choice (else its default), so a
+    user's builder that raises or returns no nn.Module fails here with one line naming it
+    (ConfigError), not as a failed trial in a Ray worker.
+    """
+    import torch
+
+    from paramaudit.errors import ConfigError
+    from paramaudit.models import BuilderError, build_model
+
+    given = {k: (v["choice"][0] if "choice" in v else None) if isinstance(v, Mapping) else v
+             for k, v in space.items()}
+    for name in models:
+        hp = resolve_hyperparameters({k: v for k, v in given.items() if v is not None}, name, task)
+        try:
+            with torch.device("meta"):
+                build_model(name, input_shape, n_outputs, **hp)
+        except BuilderError as err:
+            raise ConfigError(str(err)) from None
+
+
 def over_budget(n_params: int, n_train: int, search: SearchConfig) -> str | None:
     """Why a configuration is too large for the parameter budget, or None."""
     if search.max_params is not None and n_params > search.max_params:
@@ -129,9 +153,10 @@ def trainable(config: dict[str, Any], data: dict[str, Any] | None = None,
     import torch
     from ray import tune
 
-    from paramaudit.models import build_model
+    from paramaudit.models import adopt_models, build_model
 
     assert data is not None and settings is not None
+    adopt_models(settings.get("models", {}))
     # one thread per trial: trials run side by side, and oversubscribed BLAS threads thrash
     torch.set_num_threads(1)
     node = ray.get_runtime_context().get_node_id()

@@ -59,6 +59,37 @@ def ship_code(into: Path) -> Path:
     return dest
 
 
+def user_code(predictor: Predictor, into: Path) -> list[Path]:
+    """The code of the user's models the predictor's network is made of, ready to ship.
+
+    A model file goes as ``paramaudit_usercode/<stem>.py`` (the name it was imported under, so
+    its pickled classes resolve); a package goes whole, a lone module as its file.
+    """
+    import importlib.util
+
+    from paramaudit.models import references
+    from paramaudit.models.user import FILE_PACKAGE
+
+    used = {type(m).__module__ for m in predictor.model.modules()}
+    out: list[Path] = []
+    for ref in references().values():
+        top = ref.module if ref.path is not None else ref.module.split(".")[0]
+        if not any(u == top or u.startswith(top + ".") for u in used):
+            continue
+        if ref.path is not None:
+            dest = into / FILE_PACKAGE
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ref.path, dest / f"{ref.module.rpartition('.')[2]}.py")
+            out.append(dest)
+            continue
+        spec = importlib.util.find_spec(top)
+        if spec is not None and spec.submodule_search_locations:
+            out.append(Path(next(iter(spec.submodule_search_locations))))
+        elif spec is not None and spec.origin:
+            out.append(Path(spec.origin))
+    return list(dict.fromkeys(out))
+
+
 def requirements() -> list[str]:
     """The installed versions of what the predictor imports, pinned."""
     out = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -224,7 +225,8 @@ class Tracker:
 
         path = list(sys.path)
         with _fluent_tracking_uri(self.uri), scratch_dir() as tmp, _restored_path(path):
-            code = pyfunc.ship_code(Path(tmp) / "code")
+            code = [pyfunc.ship_code(Path(tmp) / "code"),
+                    *pyfunc.user_code(predictor, Path(tmp) / "user")]
             artifact = pyfunc.save_predictor(predictor, Path(tmp))
             # created here so the model lands in this run's experiment: log_model alone would
             # file it under the fluent API's active (default) experiment
@@ -236,7 +238,7 @@ class Tracker:
             # function takes no run_id and would log to the fluent API's active run instead
             return mlflow.models.Model.log(
                 artifact_path=None, name="model", flavor=mlflow.pyfunc, python_model=pyfunc.PredictorModel(),
-                artifacts={pyfunc.ARTIFACT_KEY: str(artifact)}, code_paths=[str(code)],
+                artifacts={pyfunc.ARTIFACT_KEY: str(artifact)}, code_paths=[str(c) for c in code],
                 pip_requirements=pyfunc.requirements(), run_id=run_id,
                 model_id=logged.model_id, registered_model_name=registered_name,
                 await_registration_for=0, signature=pyfunc.signature(predictor),
@@ -271,7 +273,11 @@ def load_predictor(uri: str, tracking_uri: str) -> Any:
         path = Path(local) / "artifacts" / PREDICTOR_FILE
         if not path.is_file():
             raise OSError(f"{uri} is not a paramaudit model (no artifacts/{PREDICTOR_FILE})")
-        return torch.load(path, map_location="cpu", weights_only=False)
+        # the user's model code the model ships (paramaudit_usercode, their package) is found
+        # after this process's own paths, so paramaudit's classes stay this process's
+        with _restored_path(list(sys.path)):
+            sys.path.append(str(Path(local) / "code"))
+            return torch.load(path, map_location="cpu", weights_only=False)
 
 
 @contextmanager

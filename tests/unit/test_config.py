@@ -594,8 +594,15 @@ def test_even_or_random_kernel_sizes_are_refused(value: Any) -> None:
     assert "kernel_size" in msg
 
 
+def test_a_name_no_model_of_the_run_reads_leaves_the_space() -> None:
+    cfg = build_config({"search": {"space": {"kernel_size": {"choice": [3, 5]}, "dropout": 0.2}}})
+    assert cfg.search.space == {"dropout": 0.2}  # an MLP run: the kernel would only add trials
+    with pytest.raises(ConfigError, match="no model of this run"):
+        build_config({"search": {"space": {"kernel_size": 3}}})
+
+
 def test_odd_kernel_sizes_are_fine() -> None:
-    cfg = build_config({"search": {"space": {"kernel_size": {"choice": [1, 3, 5]}}}})
+    cfg = build_config({"model": "cnn", "search": {"space": {"kernel_size": {"choice": [1, 3, 5]}}}})
     assert cfg.search.space["kernel_size"] == {"choice": [1, 3, 5]}
 
 

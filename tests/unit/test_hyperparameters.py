@@ -120,10 +120,16 @@ def test_a_model_without_declarations_reads_only_trainings() -> None:
 # --------------------------------------------------------------------------- one name, one meaning
 
 
-def test_a_name_declared_differently_by_two_models_is_refused(wide: str) -> None:
-    with pytest.raises(ValueError, match="'norm' unlike model '_test_wide'"):
-        register_model("_test_other", [Hyperparameter("norm", str, "layer", choices=("layer",))])
-    assert "_test_other" not in MODELS
+def test_two_models_may_declare_a_name_differently_and_each_run_checks_its_own(wide: str) -> None:
+    register_model("_test_other", [Hyperparameter("norm", str, "layer", choices=("layer", "rms"))])(
+        lambda shape, n, **hp: nn.Linear(shape[0], n))
+    try:
+        assert build_config({"model": "_test_other", "search": {"space": {"norm": "rms"}}})
+        assert "norm" in config_error({"norm": "rms"}, model=wide)  # _test_wide has no rms
+        # a run that may build either: the value must fit both
+        assert "norm" in config_error({"norm": "rms"}, model={"choice": [wide, "_test_other"]})
+    finally:
+        MODELS.pop("_test_other", None)
 
 
 def test_a_model_redeclaring_a_training_hyperparameter_differently_is_refused() -> None:
@@ -136,7 +142,6 @@ def test_a_model_redeclaring_a_training_hyperparameter_differently_is_refused() 
 
 
 @pytest.mark.parametrize("kw", [
-    {"name": "x", "type": str, "default": "a"},  # a str needs choices
     {"name": "x", "type": int, "default": 1, "choices": (1, 2)},
     {"name": "x", "type": str, "default": "a", "choices": ("a",), "ge": 0},
     {"name": "x", "type": int, "default": 1, "gt": 0, "ge": 1},
@@ -159,7 +164,8 @@ def test_a_model_declaring_a_name_twice_is_refused() -> None:
 
 def test_every_declared_default_passes_its_own_check() -> None:
     space = {name: h.default for name, h in declared_hyperparameters().items()}
-    assert build_config({"search": {"space": space}}).search.space == space
+    both = {"choice": ["mlp", "cnn"]}
+    assert build_config({"model": both, "search": {"space": space}}).search.space == space
 
 
 def test_the_built_in_models_read_their_declared_defaults() -> None:
