@@ -105,7 +105,7 @@ def shared_prefect(_prefect_server: str) -> Iterator[str]:
 _LONGEST_FIRST = ("test_resume", "test_search", "test_operations", "test_reliability", "test_bad_inputs",
                   "test_stop_signal", "test_startup", "test_worker_checkout", "test_cluster",
                   "test_pipeline_cli", "test_tables", "test_overfit_gate", "test_cli",
-                  "test_flows_prefect", "test_champion_serving")
+                  "test_flows_prefect", "test_champion_serving", "test_user_model")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
