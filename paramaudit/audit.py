@@ -87,6 +87,9 @@ class AuditReport:
     buffer_bytes: int = 0
     # The optimizer asked for, if any; renderers show its training memory (adam otherwise).
     optimizer: str | None = None
+    # What training in this process measured (paramaudit.memory.measured_peak; the pipeline
+    # sets it for the final model), to set beside the estimate; None for a standalone audit.
+    measured_training_memory: dict[str, Any] | None = None
     # Class name of every module path, so grouped rows can name the module they stand for.
     module_types: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -106,6 +109,8 @@ class AuditReport:
             "layers": [asdict(row) for row in self.layers],
             "by_type": {k: dict(v) for k, v in self.by_type.items()},
             "training_memory_bytes": {k: dict(v) for k, v in self.training_memory_bytes.items()},
+            "measured_training_memory": (None if self.measured_training_memory is None
+                                         else dict(self.measured_training_memory)),
         }
 
     def grouped(self, depth: int) -> AuditReport:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from paramaudit.data.preprocessor import Preprocessor
+from paramaudit.memory import measured_peak
 from paramaudit.metrics import (
     TargetScaler,
     classification_metrics,
@@ -38,6 +39,7 @@ from paramaudit.training import (
     predict_proba,
     predict_regression,
     regression_measure,
+    resolve_device,
     task_of,
 )
 
@@ -73,6 +75,9 @@ class FinalModel:
     target_scaler: TargetScaler | None = None
     # the numeric preprocessing this model's inputs went through (the winning trial's)
     preprocessor: Preprocessor | None = None
+    # memory measured while this process trained it (paramaudit.memory.measured_peak); None
+    # when its weights came from a trial
+    train_memory: dict[str, Any] | None = None
 
     @property
     def test_score(self) -> float:
@@ -137,21 +142,25 @@ def _scored(model: nn.Module, history: History, hp: Mapping[str, Any], splits: A
 
 def train_best(splits: Any, model_name: str, hp: Mapping[str, Any], *, max_epochs: int,
                patience: int, seed: int, augment: bool = False,
-               divergence: tuple[float, int] | None = None) -> FinalModel:
+               divergence: tuple[float, int] | None = None, device: str = "cpu") -> FinalModel:
     """Retrain the best hyperparameters with early stopping, then evaluate once on test."""
     from paramaudit.models import build_model
 
     torch.manual_seed(seed)
     model = build_model(model_name, tuple(splits.input_shape), n_outputs(splits), **hp)
-    history = fit(model, (splits.x_train, splits.y_train), (splits.x_val, splits.y_val), hp,
-                  max_epochs=max_epochs, patience=patience, divergence=divergence, seed=seed,
-                  restore_best=True, augment_shape=image_shape(splits) if augment else None,
-                  task=task_of(splits))
-    return _scored(model, history, hp, splits)
+    where = resolve_device(device)
+    with measured_peak(where) as memory:
+        history = fit(model, (splits.x_train, splits.y_train), (splits.x_val, splits.y_val), hp,
+                      max_epochs=max_epochs, patience=patience, divergence=divergence, seed=seed,
+                      restore_best=True, augment_shape=image_shape(splits) if augment else None,
+                      task=task_of(splits), device=where)
+    final = _scored(model, history, hp, splits)
+    final.train_memory = memory
+    return final
 
 
 def refit(splits: Any, model_name: str, selection: FinalModel, *, epochs: int, seed: int,
-          augment: bool = False) -> FinalModel:
+          augment: bool = False, device: str = "cpu") -> FinalModel:
     """The chosen hyperparameters trained again on train + val for ``epochs``, scored on test.
 
     As scikit-learn's ``refit``: the search chose on val, the model served learns from every row
@@ -166,18 +175,21 @@ def refit(splits: Any, model_name: str, selection: FinalModel, *, epochs: int, s
     model = build_model(model_name, tuple(splits.input_shape), n_outputs(splits), **hp)
     x = np.concatenate([splits.x_train, splits.x_val])
     y = np.concatenate([splits.y_train, splits.y_val])
-    trainer = EpochTrainer(model, (x, y), (splits.x_val, splits.y_val), hp, seed=seed,
-                           augment_shape=image_shape(splits) if augment else None,
-                           restore_best=False, task=task_of(splits))
-    for _ in range(max(1, epochs)):
-        trainer.step()
-    trainer.finish()
+    where = resolve_device(device)
+    with measured_peak(where) as memory:
+        trainer = EpochTrainer(model, (x, y), (splits.x_val, splits.y_val), hp, seed=seed,
+                               augment_shape=image_shape(splits) if augment else None,
+                               restore_best=False, task=task_of(splits), device=where)
+        for _ in range(max(1, epochs)):
+            trainer.step()
+        trainer.finish()
     final = _scored(model, selection.history, hp, splits,
                     source=f"refit on train + val, {max(1, epochs)} epochs",
                     target=trainer.target)
     # val is in this model's training rows: the held-out train/val scores are the selection's
     final.split_metrics = selection.split_metrics
     final.selection = selection
+    final.train_memory = memory
     return final
 
 

@@ -27,11 +27,11 @@ from paramaudit.search import (
     SearchOutcome,
     divergence_rule,
     metric_mode,
+    ray_cpus,
     ray_session,
     run_search,
-    trial_slots,
 )
-from paramaudit.search.trainable import check_models
+from paramaudit.search.trainable import check_devices, check_models
 from paramaudit.tracking import Tracker
 from paramaudit.training import STATE_FILE
 
@@ -64,8 +64,9 @@ def search(splits: Splits, cfg: PipelineConfig, tracker: Tracker, parent_id: str
         f"scheduler {cfg.search.scheduler}, up to {cfg.train.max_epochs} epochs each")
     check_models(cfg.model_choices(), cfg.search.space, tuple(splits.input_shape),
                  splits.n_outputs, getattr(splits, "task", "classification"))
+    check_devices(cfg)
     t0 = time.monotonic()
-    with ray_session(cfg.ray, trial_slots(cfg)) as info:
+    with ray_session(cfg.ray, ray_cpus(cfg)) as info:
         ray_seconds = time.monotonic() - t0
         up = "already up" if info.get("reused") else f"ready in {ray_seconds:.1f} s"
         say(f"  ray: {info['address']} ({info.get('cpus', '?')} CPUs), {up}")
@@ -122,10 +123,11 @@ def train_final(splits: Splits, outcome: SearchOutcome, cfg: PipelineConfig) -> 
         final = train_best(splits, model_name, hp, max_epochs=cfg.train.max_epochs,
                            patience=cfg.train.patience, seed=cfg.seed,
                            augment=bool(pre.get("augment", False)),
-                           divergence=divergence_rule(cfg))
+                           divergence=divergence_rule(cfg), device=cfg.train.device)
     if cfg.train.refit:
         final = refit(splits, model_name, final, epochs=final.history.best_epoch + 1,
-                      seed=cfg.seed, augment=bool(pre.get("augment", False)))
+                      seed=cfg.seed, augment=bool(pre.get("augment", False)),
+                      device=cfg.train.device)
     final.example = splits.x_test[:5]
     final.preprocessor = splits.preprocessor
     final.preprocessing = splits.preprocessor.describe() if splits.preprocessor else {}
@@ -208,6 +210,9 @@ def audit(final: FinalModel, splits: Splits, outcome: SearchOutcome,
     """Step 4: count learned parameters per layer; judge overfitting with stated rules."""
     optimizer = str(final.hyperparameters.get("optimizer", "adam"))
     rep = audit_lib.audit_model(final.model, optimizer=optimizer)
+    rep.measured_training_memory = final.train_memory or {
+        "peak_bytes": None, "measure": f"not measured: the weights came from {final.source}, "
+                                       "trained in a Ray worker"}
     n_train = len(splits.y_train)
     verdict = assess(
         final.history.curves(), cfg.audit, params_trainable=rep.trainable_params,

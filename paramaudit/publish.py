@@ -455,12 +455,15 @@ def log_audit(tracker: Tracker, run_id: str, rep: audit_lib.AuditReport) -> None
 def audit_metrics(rep: audit_lib.AuditReport) -> dict[str, float]:
     """Learned-parameter counts of an audit, as MLflow metrics."""
     mem = rep.training_memory_bytes.get(rep.optimizer or "adam", {})
+    measured = rep.measured_training_memory
     return {
         "params_total": rep.total_params, "params_trainable": rep.trainable_params,
         "params_frozen": rep.frozen_params, "buffer_elements": rep.buffer_elements,
         "params_bytes": rep.bytes, "params_embedding": rep.embedding_params,
         "params_non_embedding": rep.non_embedding_params,
         **{f"training_memory_{k}_bytes": v for k, v in mem.items()},
+        **({"training_memory_measured_bytes": measured["peak_bytes"]}
+           if measured and measured.get("peak_bytes") is not None else {}),
     }
 
 

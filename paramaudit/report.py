@@ -70,6 +70,12 @@ def _totals(report: AuditReport) -> list[tuple[str, str]]:
                 + " (weights + gradients + optimizer state)",
             )
         )
+    measured = report.measured_training_memory
+    if measured is not None:
+        peak = measured.get("peak_bytes")
+        lines.append(("Training memory measured",
+                      (f"{format_bytes(peak)} on {measured.get('device', '?')}: "
+                       if peak is not None else "") + str(measured.get("measure", ""))))
     return lines
 
 

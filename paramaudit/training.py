@@ -144,7 +144,7 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         outputs.append(logits)
     model.train(was_training)
     n = max(len(y), 1)
-    return loss_sum / n, correct / n, torch.cat(outputs) if outputs else torch.empty(0, 0)
+    return loss_sum / n, correct / n, torch.cat(outputs).cpu() if outputs else torch.empty(0, 0)
 
 
 @torch.no_grad()
@@ -154,7 +154,7 @@ def predict_scaled(model: nn.Module, x: torch.Tensor, batch_size: int = 2048) ->
     model.eval()
     out = [model(x[start:start + batch_size]).reshape(-1) for start in range(0, len(x), batch_size)]
     model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    return torch.cat(out).cpu() if out else torch.empty(0)
 
 
 def regression_measure(model: nn.Module, x: torch.Tensor, y: np.ndarray, target: TargetScaler,
@@ -213,6 +213,7 @@ def augment_images(x: torch.Tensor, image_shape: tuple[int, ...], gen: torch.Gen
     """Small random shifts, rotations and noise on a batch of flat or image rows (training only)."""
     n = x.shape[0]
     img = x.reshape(n, *image_shape)
+    # drawn on the CPU generator (the same draws on every device), applied where the batch is
     angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(max_degrees)
     h, w = image_shape[-2], image_shape[-1]
     shift = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=gen).float()
@@ -221,9 +222,9 @@ def augment_images(x: torch.Tensor, image_shape: tuple[int, ...], gen: torch.Gen
         torch.stack([cos, -sin, shift[:, 0] * 2 / w], dim=1),
         torch.stack([sin, cos, shift[:, 1] * 2 / h], dim=1),
     ], dim=1)
-    grid = nn.functional.affine_grid(theta, list(img.shape), align_corners=False)
+    grid = nn.functional.affine_grid(theta.to(x.device), list(img.shape), align_corners=False)
     out = nn.functional.grid_sample(img, grid, padding_mode="border", align_corners=False)
-    out = out + noise * torch.randn(out.shape, generator=gen)
+    out = out + noise * torch.randn(out.shape, generator=gen).to(x.device)
     return out.reshape(x.shape)
 
 
@@ -238,9 +239,11 @@ class EpochTrainer:
     def __init__(self, model: nn.Module, train: tuple[np.ndarray, np.ndarray],
                  val: tuple[np.ndarray, np.ndarray], hp: Mapping[str, Any], *, seed: int = 0,
                  augment_shape: tuple[int, ...] | None = None, restore_best: bool = True,
-                 task: str = "classification", target: TargetScaler | None = None) -> None:
+                 task: str = "classification", target: TargetScaler | None = None,
+                 device: str | torch.device = "cpu") -> None:
         torch.manual_seed(seed)
-        self.model = model
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
         self.gen = torch.Generator().manual_seed(seed)
         self.regression = task == "regression"
         self.target = (target or TargetScaler.fit(train[1])) if self.regression else None
@@ -257,8 +260,9 @@ class EpochTrainer:
         else:
             self.x_tr, self.y_tr = as_tensors(*train)
             self.x_va, self.y_va = as_tensors(*val)
+        self._to_device()
         sub = torch.randperm(len(self.y_tr), generator=self.gen)[:TRAIN_EVAL_ROWS]
-        self.x_tr_eval, self.y_tr_eval = self.x_tr[sub], self.y_tr[sub]
+        self.x_tr_eval, self.y_tr_eval = self.x_tr[sub.to(self.device)], self.y_tr[sub.to(self.device)]
         if self.target is not None:
             self.y_tr_eval_raw = self.y_tr_raw[sub.numpy()]
         self.optimizer = make_optimizer(model.parameters(), hp)
@@ -275,6 +279,12 @@ class EpochTrainer:
         self.history = History(task="regression" if self.regression else "classification")
         self.best_loss, self.best_state, self.bad_epochs = math.inf, None, 0
 
+    def _to_device(self) -> None:
+        # the splits move once; batches are then indexed where they live (no per-batch copies)
+        if self.device.type != "cpu":
+            for name in ("x_tr", "y_tr", "x_va", "y_va"):
+                setattr(self, name, getattr(self, name).to(self.device))
+
     def step(self) -> dict[str, float]:
         """One epoch of minibatch training, then eval-mode metrics of both splits."""
         epoch = len(self.history.val_loss)
@@ -282,7 +292,7 @@ class EpochTrainer:
         model.train()
         order = torch.randperm(len(self.y_tr), generator=self.gen)
         for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
+            idx = order[start:start + self.batch_size].to(self.device)
             xb = self.x_tr[idx]
             if self.augment_shape is not None:
                 xb = augment_images(xb, self.augment_shape, self.gen)
@@ -297,7 +307,8 @@ class EpochTrainer:
                 continue
             if self.weighting == "balanced" and self.loss_weight is None:
                 self.loss_weight = torch.as_tensor(
-                    class_weights(self.y_tr.numpy(), logits.shape[1]), dtype=logits.dtype)
+                    class_weights(self.y_tr.cpu().numpy(), logits.shape[1]), dtype=logits.dtype,
+                    device=logits.device)
             loss = nn.functional.cross_entropy(logits, self.y_tr[idx], weight=self.loss_weight,
                                                label_smoothing=self.label_smoothing)
             if not torch.isfinite(loss):
@@ -353,10 +364,11 @@ class EpochTrainer:
             self.bad_epochs += 1
 
     def finish(self) -> History:
-        """Restore the best weights (when kept) and leave the model in eval mode."""
+        """Restore the best weights (when kept) and leave the model in eval mode, on the CPU
+        (where the audit, the test metrics and the registered model read it)."""
         if self.restore_best and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-        self.model.eval()
+        self.model.to("cpu").eval()
         return self.history
 
 
@@ -418,10 +430,11 @@ def fit(
     restore_best: bool = True,
     augment_shape: tuple[int, ...] | None = None,
     task: str = "classification",
+    device: str | torch.device = "cpu",
 ) -> History:
     """Train ``model`` in place until the StopRule ends it; restore the best weights."""
     trainer = EpochTrainer(model, train, val, hp, seed=seed, augment_shape=augment_shape,
-                           restore_best=restore_best, task=task)
+                           restore_best=restore_best, task=task, device=device)
     for epoch, metrics, _ in train_epochs(trainer, StopRule(max_epochs, patience, divergence)):
         if on_epoch is not None:
             on_epoch(epoch, metrics)
@@ -438,11 +451,12 @@ def fit_folds(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     augment_shape: tuple[int, ...] | None = None,
     task: str = "classification",
+    device: str | torch.device = "cpu",
 ) -> list[History]:
     """k-fold: train one model per fold in lockstep; report means and the fold-to-fold spread
     (of val accuracy, or val R² for a regression: ``fold{i}_val_<score>``)."""
     trainers = [EpochTrainer(m, tr, va, hp, seed=seed + i, augment_shape=augment_shape,
-                             restore_best=False, task=task)
+                             restore_best=False, task=task, device=device)
                 for i, (m, (tr, va)) in enumerate(zip(models, folds, strict=True))]
     score = "val_r2" if task == "regression" else "val_accuracy"
     for epoch in range(max_epochs):
@@ -456,6 +470,21 @@ def fit_folds(
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     return [t.finish() for t in trainers]
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(setting: str) -> torch.device:
+    """``train.device`` as a torch device: auto takes a GPU when one is visible, cuda insists."""
+    if setting not in DEVICES:
+        raise ValueError(f"train.device must be one of {', '.join(DEVICES)}, not {setting!r}")
+    if setting == "cpu" or (setting == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError("train.device is cuda, but no CUDA GPU is visible to this process "
+                         "(torch.cuda.is_available() is false); use auto or cpu")
+    return torch.device("cuda")
 
 
 def task_of(splits: Any) -> str:

@@ -161,6 +161,9 @@ def preflight(args: argparse.Namespace) -> Any:
     check_inputs(cfg.effective())
     check_reachable(resolve_tracking_uri(cfg.tracking))
     check_artifact_location(cfg.tracking)
+    from paramaudit.search.trainable import check_devices
+
+    check_devices(cfg)  # a GPU asked for where none is visible: refused before Ray starts
     return cfg
 
 
@@ -278,7 +281,7 @@ def _run(args: argparse.Namespace) -> int:
     if server is not None:
         server.release()
     checked = time.monotonic()
-    from paramaudit.search import ray_session, trial_slots
+    from paramaudit.search import ray_cpus, ray_session
 
     print(f"paramaudit: {cfg.experiment}: "
           f"{cfg.data.dataset or cfg.data.path} / {cfg.search.algorithm} search"
@@ -289,7 +292,7 @@ def _run(args: argparse.Namespace) -> int:
         loading = pool.submit(_load_pipeline, cfg)
         ray_started = time.monotonic()
         # the flow's search uses the Ray started here; this context stops it after the flow
-        with ray_session(cfg.ray, trial_slots(cfg)):
+        with ray_session(cfg.ray, ray_cpus(cfg)):
             timings["ray_start"] = time.monotonic() - ray_started
             paramaudit_pipeline, timings["imports"] = loading.result()
             server, settings = _prefect_settings(server, timings)

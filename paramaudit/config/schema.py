@@ -143,6 +143,21 @@ class PreprocessConfig(_Strict):
                 if not isinstance(v := getattr(self, k), dict)}
 
 
+class TrialResources(_Strict):
+    """What Ray reserves for each trial. ``gpu`` may be a fraction (trials share a GPU); None
+    shares the cluster's GPUs among the trials that run at once when train.device is not cpu."""
+
+    cpu: float = Field(1.0, gt=0, le=1024)
+    gpu: float | None = Field(None, ge=0, le=64)
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_above_one(cls, gpu: float | None) -> float | None:
+        if gpu is not None and gpu > 1 and gpu != int(gpu):
+            raise ValueError(f"a trial takes a fraction of one GPU or whole GPUs, not {gpu:g}")
+        return gpu
+
+
 class SearchConfig(_Strict):
     """The hyperparameter search: algorithm, budget, scheduler and space."""
 
@@ -165,6 +180,7 @@ class SearchConfig(_Strict):
     max_params: int | None = Field(None, ge=1, le=10**15)
     max_params_per_sample: float | None = Field(None, gt=0)
     cv_folds: int | None = Field(None, ge=2, le=20, description="k-fold cross-validation per trial")
+    resources_per_trial: TrialResources = Field(default_factory=TrialResources)
     space: dict[str, Any] = Field(default_factory=lambda: copy.deepcopy(DEFAULT_SPACE))
 
     @field_validator("space")
@@ -195,6 +211,8 @@ class TrainConfig(_Strict):
     patience: int = Field(5, ge=1, le=MAX_EPOCHS)
     refit: bool = Field(True, description="train the chosen configuration again on train + val "
                                           "for the final model (the verdict judges the trial's)")
+    # auto: a GPU when this process (a trial: its Ray worker) sees one; cuda insists on one
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 class OverfitConfig(_Strict):
@@ -288,6 +306,17 @@ class PipelineConfig(_Strict):
         elif isinstance(scaler, dict) and "auto" in scaler["choice"]:
             choices = list(dict.fromkeys(kind if c == "auto" else c for c in scaler["choice"]))
             self.preprocess.scaler = {"choice": choices} if len(choices) > 1 else choices[0]
+        return self
+
+    @model_validator(mode="after")
+    def _devices_agree(self) -> PipelineConfig:
+        gpu = self.search.resources_per_trial.gpu
+        if self.train.device == "cuda" and gpu == 0:
+            raise ValueError("train.device is cuda, but search.resources_per_trial.gpu is 0: "
+                             "Ray would give the trials no GPU; set a gpu share or device: auto")
+        if self.train.device == "cpu" and gpu:
+            raise ValueError(f"search.resources_per_trial.gpu is {gpu:g}, but train.device is "
+                             "cpu: the trials would hold GPUs they never use")
         return self
 
     @model_validator(mode="after")

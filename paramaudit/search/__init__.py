@@ -20,6 +20,7 @@ from paramaudit.search.space import (
     divergence_rule,
     metric_mode,
     planned_trials,
+    ray_cpus,
     searched_space,
     trial_slots,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "divergence_rule",
     "metric_mode",
     "planned_trials",
+    "ray_cpus",
     "ray_environment",
     "ray_home",
     "ray_session",

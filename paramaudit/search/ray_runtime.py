@@ -222,6 +222,12 @@ def _drop_ready_dir(folder: str | None) -> None:
     os.environ.pop(READY_DIR_ENV, None)
 
 
+def cluster_address(cfg: RayConfig) -> str | None:
+    """The existing cluster the search joins (``ray.address`` / RAY_ADDRESS), or None: local."""
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    return None if not address or address == "local" else str(address)
+
+
 @contextmanager
 def ray_session(cfg: RayConfig, slots: int | None = None) -> Iterator[dict[str, Any]]:
     """Connect to ``cfg.address`` / RAY_ADDRESS, or start a local loopback Ray; stop what we start.
@@ -240,7 +246,7 @@ def ray_session(cfg: RayConfig, slots: int | None = None) -> Iterator[dict[str, 
 
     for key, value in ray_environment().items():
         os.environ.setdefault(key, value)  # a user's own setting wins
-    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(cfg)
     in_main = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.getsignal(signal.SIGTERM) if in_main else None
     managed = in_main and stopping.is_handler(previous_sigterm)

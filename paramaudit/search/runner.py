@@ -31,6 +31,7 @@ from paramaudit.search.space import (
     planned_trials,
     scheduler,
     search_algorithm,
+    trial_resources,
     trial_slots,
 )
 from paramaudit.search.trainable import trainable
@@ -86,8 +87,11 @@ def run_search(splits: Any, cfg: PipelineConfig, tracker: Any, parent_id: str,
     existing = records_from_mlflow(tracker, parent_id) if resume else {}
     logger = TrialLogger(tracker, parent_id, cfg, settings["n_train"], say, existing)
     # tune.with_parameters puts the arrays in the object store once, not per trial
+    import ray
+
+    resources = trial_resources(cfg, ray.cluster_resources().get("GPU", 0.0))
     fn = tune.with_resources(tune.with_parameters(trainable, data=data, settings=settings),
-                             {"cpu": 1})
+                             resources)
     search = _Search(cfg, fn, param_space(cfg.search, extra_space(cfg)), logger, storage, say)
     started = time.monotonic()
     tuner = _tuner(search, resume, existing)
@@ -124,6 +128,7 @@ def _trial_inputs(splits: Any, cfg: PipelineConfig) -> tuple[dict[str, Any], dic
                 # a user's builders travel with the settings: a worker need not import them
                 "models": portable_models(cfg.model_choices()),
                 "seed": cfg.seed, "max_epochs": cfg.train.max_epochs,
+                "device": cfg.train.device, "cpus_per_trial": search.resources_per_trial.cpu,
                 "n_train": len(splits.y_train),
                 "patience": cfg.train.patience, "divergence": divergence_rule(cfg),
                 "search": search, "cv_folds": search.cv_folds,

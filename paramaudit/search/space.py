@@ -1,10 +1,12 @@
 """What the search varies and how: the space as Ray Tune domains, the algorithm, the scheduler.
 
-Also how many trials that makes (planned_trials) and how many run at once (trial_slots).
+Also how many trials that makes (planned_trials), how many run at once (trial_slots) and what
+Ray reserves for each (trial_resources).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,6 +68,30 @@ def trial_slots(cfg: PipelineConfig) -> int:
     """The most trials the search can run at once, whatever the number of CPUs."""
     n_trials = planned_trials(cfg)
     return min(max_concurrent(cfg.search) or n_trials, n_trials)
+
+
+def ray_cpus(cfg: PipelineConfig) -> int:
+    """The CPUs a local Ray needs for the trials that run at once (each takes its share)."""
+    return max(1, math.ceil(trial_slots(cfg) * cfg.search.resources_per_trial.cpu))
+
+
+def trial_resources(cfg: PipelineConfig, cluster_gpus: float) -> dict[str, float]:
+    """What Ray reserves per trial, given the GPUs the cluster has.
+
+    An unset gpu share splits the cluster's GPUs among the trials that run at once (at most one
+    each) unless train.device is cpu; a share larger than the cluster has is refused here, where
+    Tune would wait for it forever.
+    """
+    from paramaudit.errors import ConfigError
+
+    wanted = cfg.search.resources_per_trial
+    gpu = wanted.gpu
+    if gpu is None:
+        gpu = min(1.0, cluster_gpus / trial_slots(cfg)) if cfg.train.device != "cpu" else 0.0
+    elif gpu > cluster_gpus:
+        raise ConfigError(f"search.resources_per_trial.gpu is {gpu:g}, but the Ray cluster has "
+                          f"{cluster_gpus:g} GPUs; lower it, or set it to 0 to train on CPUs")
+    return {"cpu": wanted.cpu, **({"gpu": gpu} if gpu else {})}
 
 
 def max_concurrent(search: SearchConfig) -> int | None:

@@ -56,6 +56,27 @@ def check_models(models: list[str], space: Mapping[str, Any], input_shape: tuple
             raise ConfigError(str(err)) from None
 
 
+def check_devices(cfg: Any) -> None:
+    """Refuse, before Ray starts, a run that asks for a GPU this machine does not show.
+
+    train.device cuda needs one here (the final model trains in this process); a GPU share per
+    trial needs one here unless the trials run on an existing cluster (runner checks its GPUs).
+    """
+    from paramaudit.errors import ConfigError
+    from paramaudit.search.ray_runtime import cluster_address
+
+    gpu = cfg.search.resources_per_trial.gpu
+    if cfg.train.device != "cuda" and not (gpu and cluster_address(cfg.ray) is None):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        what = ("train.device is cuda" if cfg.train.device == "cuda"
+                else f"search.resources_per_trial.gpu is {gpu:g}")
+        raise ConfigError(f"{what}, but no CUDA GPU is visible to this process "
+                          "(torch.cuda.is_available() is false); use train.device auto or cpu")
+
+
 def over_budget(n_params: int, n_train: int, search: SearchConfig) -> str | None:
     """Why a configuration is too large for the parameter budget, or None."""
     if search.max_params is not None and n_params > search.max_params:
@@ -157,8 +178,9 @@ def trainable(config: dict[str, Any], data: dict[str, Any] | None = None,
 
     assert data is not None and settings is not None
     adopt_models(settings.get("models", {}))
-    # one thread per trial: trials run side by side, and oversubscribed BLAS threads thrash
-    torch.set_num_threads(1)
+    # a thread per CPU Ray reserved for the trial (one by default): trials run side by side,
+    # and oversubscribed BLAS threads thrash
+    torch.set_num_threads(max(1, int(settings.get("cpus_per_trial", 1))))
     node = ray.get_runtime_context().get_node_id()
     model_name = config.get("model", settings["model"])
     task = data.get("task", "classification")
@@ -184,17 +206,20 @@ def _train(build: Callable[[], Any], hp: dict[str, Any], pairs: list[Pair],
            settings: Mapping[str, Any], report: _EpochReport,
            augment_shape: tuple[int, ...] | None, task: str = "classification") -> None:
     """Train one model (one pair) or one per fold, reporting every epoch."""
-    from paramaudit.training import EpochTrainer, StopRule, fit_folds, train_epochs
+    from paramaudit.training import EpochTrainer, StopRule, fit_folds, resolve_device, train_epochs
 
+    # Ray sets CUDA_VISIBLE_DEVICES to the trial's share: auto finds a GPU only when it has one
+    device = resolve_device(settings.get("device", "cpu"))
     if len(pairs) == 1:
         (train, val), = pairs
         # exactly what final_model.train_best does for the final model (same loop and StopRule)
         trainer = EpochTrainer(build(), train, val, hp, seed=settings["seed"],
-                               augment_shape=augment_shape, restore_best=True, task=task)
+                               augment_shape=augment_shape, restore_best=True, task=task,
+                               device=device)
         rule = StopRule(settings["max_epochs"], settings["patience"], settings["divergence"])
         for epoch, metrics, stop in train_epochs(trainer, rule):
             report(epoch, metrics, stop, trainer if stop is not None else None)
     else:
         models = [build() for _ in pairs]
         fit_folds(models, pairs, hp, max_epochs=settings["max_epochs"], seed=settings["seed"],
-                  on_epoch=report, augment_shape=augment_shape, task=task)
+                  on_epoch=report, augment_shape=augment_shape, task=task, device=device)

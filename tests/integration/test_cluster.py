@@ -72,12 +72,31 @@ def cluster(tmp_path: Path):
         subprocess.run(["rm", "-rf", str(temp)], check=False)
 
 
+USER_NET = """
+import math
+
+from torch import nn
+
+
+class Net(nn.Module):  # a user's model: no worker can import it, it must travel by value
+    def __init__(self, input_shape, n_outputs, width: int = 16):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width), nn.ReLU(),
+                                  nn.Linear(width, n_outputs))
+
+    def forward(self, x):
+        return self.body(x)
+"""
+
+
 def test_the_pipeline_spreads_trials_over_both_nodes(cluster: dict, tmp_path: Path) -> None:
     env = cli_env(tmp_path, RAY_ADDRESS=cluster["address"])
+    (tmp_path / "user_net.py").write_text(USER_NET)
     (tmp_path / "cfg.yaml").write_text(
+        "model: {choice: [mlp, user_net.py:Net]}\n"
         "data: {dataset: digits}\n"
-        "search: {trials: 4, scheduler: none, max_concurrent: 2, space: "
-        "{learning_rate: {loguniform: [0.001, 0.01]}, hidden_size: 32, num_layers: 1}}\n"
+        "search: {algorithm: grid, trials: 1, scheduler: none, max_concurrent: 2, space: "
+        "{learning_rate: {choice: [0.001, 0.01]}, hidden_size: 32, num_layers: 1, width: 24}}\n"
         "train: {max_epochs: 6, patience: 6}\n")
     proc = subprocess.run(paramaudit_cmd() + ["run", "--config", "cfg.yaml", "--output-json",
                                               "out.json"],
@@ -85,8 +104,13 @@ def test_the_pipeline_spreads_trials_over_both_nodes(cluster: dict, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"ray: {cluster['address']}" in proc.stdout + proc.stderr
     out = json.loads((tmp_path / "out.json").read_text())
-    nodes = {t["node_id"] for t in out["trial_results"]}
-    assert len(out["trial_results"]) == 4
+    trials = out["trial_results"]
+    nodes = {t["node_id"] for t in trials}
+    assert len(trials) == 4
     assert len(nodes) == 2, nodes
+    # the user's model trained on the cluster's workers: 64 -> 24 -> 10 is 1,810 parameters
+    user = [t for t in trials if t["hyperparameters"]["model"].endswith("user_net.py:Net")]
+    assert len(user) == 2 and all(t["status"] == "TERMINATED" for t in trials), trials
+    assert {t["params_trainable"] for t in user} == {64 * 24 + 24 + 24 * 10 + 10}
     # the pipeline connected to the cluster and left it running: both nodes still up
     assert len(_pids_using(str(cluster["temp"]))) >= 4

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import cli_env, paramaudit_cmd
+from support.runs import child_runs
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +118,37 @@ def test_a_users_model_is_tuned_audited_registered_and_served_elsewhere(
     assert scored.returncode == 0, scored.stderr[-3000:]
     assert pd.read_csv(elsewhere / "scored.csv")["prediction"].head(20).tolist() == \
         answers["prediction"].tolist()
+
+
+def test_a_users_model_under_bayes_asha_k_fold_and_the_parameter_budget(
+        tmp_path: Path, run_pipeline) -> None:
+    (tmp_path / "resmlp.py").write_text(RESMLP)  # run_pipeline works in tmp_path
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(240, 3))
+    table = pd.DataFrame(x, columns=["a", "b", "c"])
+    table["y"] = np.where(x[:, 0] - x[:, 2] > 0, "up", "down")
+    table.to_csv(tmp_path / "rows.csv", index=False)
+    out = run_pipeline({
+        "experiment": "user-bayes", "model": "resmlp.py:ResidualMLP",
+        "data": {"path": "rows.csv", "target": "y"},
+        "search": {"algorithm": "bayes", "trials": 8, "cv_folds": 2, "scheduler": "asha",
+                   "grace_period": 1, "max_params": 5_000,
+                   "space": {"width": {"choice": [8, 256]}, "depth": {"randint": [1, 3]},
+                             "norm": {"choice": ["layer", "batch"]},
+                             "learning_rate": {"loguniform": [3e-3, 3e-2]}}},
+        "train": {"max_epochs": 3, "patience": 3},
+    })
+    trials = out["trial_results"]
+    assert len(trials) == 8
+    # width 256 is over 5,000 parameters at any depth: such a trial is counted, never trained
+    for t in trials:
+        assert (t["hyperparameters"]["width"] == 256) == (t["params_trainable"] > 5_000)
+    best = out["best_hyperparameters"]
+    assert best["width"] == 8 and best["depth"] in (1, 2) and best["norm"] in ("layer", "batch")
+    trained = [c for c in child_runs(tmp_path, out["mlflow_run_id"])
+               if c.data.params.get("width") == "8"]
+    assert trained and all(c.data.metrics["cv_folds"] == 2 for c in trained)
+    assert out["final_model"]["selection"]["source"] == "retrained"  # k-fold: no single trial
+    width, depth = 8, best["depth"]
+    assert out["params_total"] == 3 * width + width + depth * (width * width + 3 * width) + \
+        2 * width + 2
