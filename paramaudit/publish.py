@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from paramaudit import audit as audit_lib
-from paramaudit import capacity, report
+from paramaudit import capacity, lineage, report
 from paramaudit.config import PipelineConfig
 from paramaudit.data import Splits
 from paramaudit.final_model import FinalModel
@@ -103,11 +103,8 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     tracker.log_params(parent_id, final.hyperparameters)
     _log_metrics(tracker, parent_id, splits, outcome, final, result, counts)
     _log_tags(tracker, parent_id, cfg, outcome, final, result)
-    # what `paramaudit history` lists: which data, how much of it
-    tracker.set_tags(parent_id, {"data_hash": getattr(splits, "content_hash", ""),
-                                 "data_rows": str((getattr(splits, "row_counts", None) or {}).get(
-                                     "read", len(splits.y_train) + len(splits.y_val)
-                                     + len(splits.y_test)))})
+    # what `paramaudit history` lists and the next run compares: which data, how much, labels
+    tracker.set_tags(parent_id, lineage.data_tags(splits))
     chosen = next((str(t.number) for t in outcome.records if t.trial_id == outcome.best_trial_id),
                   None)
     cap_rows = capacity.summary_table(result.capacity_points, chosen)
@@ -124,7 +121,7 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     _log_data_report(tracker, parent_id, columns)
     registered = None
     if cfg.tracking.log_model:
-        registered = register(tracker, parent_id, cfg, final, result.verdict, splits)
+        registered = register(tracker, parent_id, cfg, final, result.verdict, splits, ui_url)
     say(f"[5/6] publish: MLflow run {parent_id} has the hyperparameters, metrics, "
         f"audit and plots")
     summary = run_summary(parent_id, cfg, outcome, final, result, flow_run_id)

@@ -161,22 +161,32 @@ def _compare(tracker: Tracker, name: str, champion: str, cfg: PipelineConfig,
     return Decision(True, None, metric, mine, theirs, champion, champion_columns=old.columns)
 
 
+def _test_keys(task: str) -> tuple[str, ...]:
+    return ("r2", "rmse", "mae") if task == "regression" else (
+        "accuracy", "balanced_accuracy", "f1_macro", "log_loss")
+
+
 def describe(final: FinalModel, splits: Splits, verdict: Verdict, decision: Decision,
-             parent_id: str) -> str:
-    """A version's description in the registry: the data, the scores, the verdict, the call."""
+             parent_id: str, links: dict[str, str] | None = None,
+             champion_metrics: dict[str, float] | None = None) -> str:
+    """A version's description in the registry: the data, the scores beside the baseline's and
+    the champion's, the verdict, the call, and links to the MLflow and Prefect runs."""
     rows = getattr(splits, "row_counts", {}) or {}
     params = sum(p.numel() for p in final.model.parameters())
-    keys = ("r2", "rmse", "mae") if final.task == "regression" else (
-        "accuracy", "balanced_accuracy", "f1_macro", "log_loss")
+    keys = _test_keys(final.task)
     metrics = ", ".join(f"{k} {final.test_metrics[k]:.4g} (baseline {final.baseline[k]:.4g})"
                         for k in keys if isinstance(final.test_metrics.get(k), float)
                         and isinstance(final.baseline.get(k), float))
+    theirs = ", ".join(f"{k} {champion_metrics[f'test_{k}']:.4g}" for k in keys
+                       if f"test_{k}" in (champion_metrics or {}))
     labels = f"; labels {', '.join(map(str, splits.class_values[:10]))}" if splits.class_values else ""
     n_rows = rows.get("read", len(splits.y_train) + len(splits.y_val) + len(splits.y_test))
     lines = [
         f"Data: {splits.name} ({n_rows:,} rows, sha256 {splits.content_hash[:12]}); "
         f"task {final.task}{labels}.",
         f"Test: {metrics}." if metrics else "Test: see the pipeline run.",
+        *([f"The champion (version {decision.champion_version}) on its own test split: "
+           f"{theirs}."] if theirs and decision.champion_version else []),
         f"Verdict: {verdict.verdict}" + (f" ({'; '.join(r.message for r in verdict.reasons)[:500]})"
                                         if verdict.reasons else "") + ".",
         f"Learned parameters: {params:,}.",
@@ -186,16 +196,35 @@ def describe(final: FinalModel, splits: Splits, verdict: Verdict, decision: Deci
            f"{decision.champion_score:.4g}" if decision.champion_score is not None
            and decision.challenger_score is not None else "") + ".",
         f"Pipeline run: {parent_id}.",
+        *[f"{label}: {url}" for label, url in (links or {}).items() if url],
     ]
     return "\n\n".join(lines)
 
 
+def _version_facts(final: FinalModel, splits: Splits, links: dict[str, str]) -> dict[str, str]:
+    """What the description says, as version tags a search or a script can read."""
+    rows = getattr(splits, "row_counts", {}) or {}
+    facts = {"data": str(splits.name)[:500], "data_hash": splits.content_hash,
+             "data_rows": str(rows.get("read", len(splits.y_train) + len(splits.y_val)
+                                       + len(splits.y_test))),
+             "task": final.task,
+             "params_total": str(sum(p.numel() for p in final.model.parameters()))}
+    if splits.class_values:
+        facts["labels"] = ", ".join(map(str, splits.class_values))[:500]
+    for k in _test_keys(final.task):
+        if isinstance(final.test_metrics.get(k), float):
+            facts[f"test_{k}"] = f"{final.test_metrics[k]:.6g}"
+    facts.update({key.lower().replace(" ", "_") + "_url": url for key, url in links.items() if url})
+    return facts
+
+
 def _describe_version(tracker: Tracker, name: str, version: str, cfg: PipelineConfig,
                       final: FinalModel, splits: Splits, verdict: Verdict, decision: Decision,
-                      parent_id: str, predictor: Predictor) -> None:
+                      parent_id: str, predictor: Predictor, links: dict[str, str],
+                      champion_metrics: dict[str, float] | None) -> None:
     """The version's tags and description, and the registered model's description."""
     client = tracker.client
-    tags = {"overfit_verdict": verdict.verdict,
+    tags = {**_version_facts(final, splits, links), "overfit_verdict": verdict.verdict,
             "promotion": CHAMPION if decision.promoted else CHALLENGER,
             "promotion_policy": cfg.registry.promotion}
     if decision.reason:
@@ -212,7 +241,7 @@ def _describe_version(tracker: Tracker, name: str, version: str, cfg: PipelineCo
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     client.update_model_version(name, version, description=describe(
-        final, splits, verdict, decision, parent_id))
+        final, splits, verdict, decision, parent_id, links, champion_metrics))
     client.update_registered_model(name, description=(
         f"paramaudit's {predictor.task} model of {splits.name}: raw rows in (columns "
         f"{', '.join(predictor.columns[:8])}{' ...' if len(predictor.columns) > 8 else ''}), "
@@ -221,9 +250,13 @@ def _describe_version(tracker: Tracker, name: str, version: str, cfg: PipelineCo
 
 
 def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: FinalModel,
-             verdict: Verdict, splits: Splits) -> dict[str, Any]:
+             verdict: Verdict, splits: Splits, mlflow_url: str | None = None) -> dict[str, Any]:
     """Log the run's predictor as a new version of the registered model; champion or
-    challenger by :func:`decide`. Returns the summary's ``registry`` entry."""
+    challenger by :func:`decide`. Returns the summary's ``registry`` entry.
+
+    ``mlflow_url`` is the pipeline run in the MLflow UI; the Prefect flow run's URL comes from
+    the run's ``prefect_flow_run_url`` tag, where a Prefect flow runs it.
+    """
     name = cfg.tracking.registered_model_name or cfg.experiment
     predictor = Predictor.of(final, splits)
     # publish may be retried: a version this run already registered is reused, not duplicated
@@ -238,8 +271,13 @@ def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: Final
     decision = decide(tracker, name, version, cfg, verdict, predictor, splits, previous)
     alias = CHAMPION if decision.promoted else CHALLENGER
     tracker.client.set_registered_model_alias(name, alias, version)
+    links = {"MLflow run": mlflow_url or "",
+             "Prefect flow run": tracker.client.get_run(parent_id).data.tags.get(
+                 "prefect_flow_run_url", "")}
+    champion_metrics = (tracker.client.get_run(previous.run_id).data.metrics
+                        if previous is not None and previous.run_id else None)
     _describe_version(tracker, name, version, cfg, final, splits, verdict, decision, parent_id,
-                      predictor)
+                      predictor, links, champion_metrics)
     run_tags = {"registry_gate": CHAMPION if decision.promoted else "not promoted",
                 "registry_version": version, "registry_alias": alias}
     if decision.reason and not decision.promoted:
@@ -255,7 +293,7 @@ def register(tracker: Tracker, parent_id: str, cfg: PipelineConfig, final: Final
     lineage = None
     if previous is not None and previous.run_id and previous.run_id != parent_id:
         lineage = since_champion(tracker, parent_id, previous.run_id, str(previous.version),
-                                 predictor.columns, decision.champion_columns)
+                                 predictor.columns, decision.champion_columns, name)
     return {"since_champion": lineage, "name": name, "version": version,
             "promoted": decision.promoted, "champion": decision.promoted, "alias": alias,
             "reason": decision.reason,

@@ -99,7 +99,11 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
          f"The chosen model on the test split: {done.baseline_note} {link}"),
         ("data-columns", done.columns_rows, f"The data's columns as the pipeline read them. {link}"),
     )
-    lineage = (summary.get("registry") or {}).get("since_champion")
+    registry = summary.get("registry")
+    if registry:
+        create_markdown_artifact(key="registry", markdown=_registry_markdown(registry),
+                                 description=f"The registry's decision on this run. {link}")
+    lineage = (registry or {}).get("since_champion")
     if lineage:
         create_markdown_artifact(key="since-the-champion", markdown=lineage["markdown"],
                                  description=f"Since the champion: what this run changed. {link}")
@@ -107,3 +111,18 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
         if rows:  # a table only where the run has one (no trials to rank, a regression, ...)
             create_table_artifact(key=key, table=rows, description=description)
     return summary
+
+
+def _registry_markdown(entry: dict[str, Any]) -> str:
+    """The registry's decision in words: which version, champion or challenger, and why."""
+    role = "champion" if entry["promoted"] else "challenger"
+    lines = [f"# Registry: version {entry['version']} of `{entry['name']}` is the {role}", ""]
+    if entry.get("reason"):
+        lines.append(f"- why: {entry['reason']}")
+    if entry.get("champion_score") is not None and entry.get("challenger_score") is not None:
+        lines.append(f"- test {entry['metric']}: this run {entry['challenger_score']:.4g}, the "
+                     f"champion (version {entry['champion_version']}) {entry['champion_score']:.4g}")
+    elif entry.get("champion_version") and not entry["promoted"]:
+        lines.append(f"- version {entry['champion_version']} stays the champion")
+    lines.append(f"- serve it: `mlflow models serve -m models:/{entry['name']}@{role}`")
+    return "\n".join(lines) + "\n"

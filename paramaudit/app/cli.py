@@ -100,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
 
     hist = sub.add_parser("history", help="one row per pipeline run: data, search, score, verdict")
     hist.add_argument("--experiment", default="paramaudit", help="MLflow experiment (default: %(default)s)")
+    hist.add_argument("--registered-name", metavar="NAME",
+                      help="the registered model whose champion to mark (default: the experiment)")
     hist.add_argument("--csv", type=Path, metavar="PATH", help="also write the table as CSV")
     hist.add_argument("--plot", type=Path, metavar="PATH",
                       help="also write a PNG of the test score and parameter count over time")
@@ -338,6 +340,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     """The experiment's pipeline runs, one row each."""
     import pandas as pd
@@ -346,7 +352,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     from paramaudit.history import history, trend_plot
     from paramaudit.tracking import resolve_tracking_uri
 
-    table = history(resolve_tracking_uri(TrackingConfig()), args.experiment)
+    table = history(resolve_tracking_uri(TrackingConfig()), args.experiment,
+                    args.registered_name)
     if table.empty:
         print(f"paramaudit: history: no finished pipeline run in {args.experiment!r}")
         return EXIT_OK
@@ -355,7 +362,9 @@ def cmd_history(args: argparse.Namespace) -> int:
         table.to_csv(args.csv, index=False)
     if args.plot:
         trend_plot(table, args.plot)
-    shown = table.drop(columns=["best_hyperparameters"]).assign(run=table["run"].str[:8])
+    # the hyperparameters in full are in the CSV; a long line of them would hide the rest
+    shown = table.assign(run=table["run"].str[:8],
+                         best_hyperparameters=table["best_hyperparameters"].map(_clip))
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(shown.to_string(index=False))
     return EXIT_OK

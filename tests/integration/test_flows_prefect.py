@@ -56,6 +56,17 @@ def test_pipeline_flow_publishes_prefect_artifacts(harness, workdir: Path) -> No
     assert md.type == "markdown"
     assert summary["mlflow_run_id"] in md.data
     assert "Overfitting verdict" in md.data
+    decision = seen["artifacts"]["registry"].data  # the first version of its name: champion
+    assert f"version {summary['registry']['version']} of `flow-test` is the champion" in decision
+    assert "the first champion of 'flow-test'" in decision
+    from mlflow import MlflowClient
+
+    version = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}").get_model_version(
+        "flow-test", summary["registry"]["version"])
+    flow_run_url = f"/flow-run/{summary['prefect_flow_run_id']}"
+    assert "Prefect flow run: http://127.0.0.1:" in version.description
+    assert version.description.rstrip().endswith(flow_run_url)
+    assert version.tags["prefect_flow_run_url"].endswith(flow_run_url)
 
 
 def test_a_failing_flow_marks_the_parent_run_failed(harness, workdir: Path) -> None:

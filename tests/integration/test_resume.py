@@ -19,16 +19,34 @@ from support.runs import write_config as _write
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect")]
 
 
-@pytest.mark.parametrize("searcher_state", ["kept", "lost"])
+USER_NET = """
+import math
+
+from torch import nn
+
+
+def build(input_shape, n_outputs, width: int = 16):
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width), nn.ReLU(),
+                         nn.Linear(width, n_outputs))
+"""
+
+
+@pytest.mark.parametrize(("searcher_state", "model"), [("kept", "mlp"), ("lost", "user")])
 def test_resume_after_sigkill_reruns_nothing_and_duplicates_nothing(
-        tmp_path: Path, searcher_state: str) -> None:
+        tmp_path: Path, searcher_state: str, model: str) -> None:
     """``lost``: Ray Tune's copy of its searcher state on the storage path is gone (what a
     background copy racing a save leaves behind when the process dies right after): the
-    resumed search runs the missing trials anew."""
+    resumed search runs the missing trials anew. ``user``: the model is a builder in a file
+    of the user's, which the resumed run finds again from the parent run's config."""
+    space = {"learning_rate": {"loguniform": [1e-3, 1e-2]}}
+    if model == "user":
+        (tmp_path / "user_net.py").write_text(USER_NET)
+        model, space["width"] = "user_net.py:build", 32
+    else:
+        space.update(hidden_size=32, num_layers=1)
     _write(tmp_path, {
-        "experiment": "resume", "data": {"dataset": "digits"},
-        "search": {"trials": 6, "scheduler": "none", "max_concurrent": 1, "space": {
-            "learning_rate": {"loguniform": [1e-3, 1e-2]}, "hidden_size": 32, "num_layers": 1}},
+        "experiment": "resume", "model": model, "data": {"dataset": "digits"},
+        "search": {"trials": 6, "scheduler": "none", "max_concurrent": 1, "space": space},
         "train": {"max_epochs": 25, "patience": 3},
     })
     proc = subprocess.Popen(paramaudit_cmd() + ["run", "--config", "cfg.yaml"], cwd=tmp_path,
@@ -73,8 +91,15 @@ def test_resume_after_sigkill_reruns_nothing_and_duplicates_nothing(
     # ("kept" may lose it too: Tune's background copy can race its last save under load, and
     # the top-up then runs the missing trials; what follows holds either way)
     out = json.loads((tmp_path / "out.json").read_text())
-    assert out["mlflow_run_id"] == parent and out["trials"] == 6
     children = _children(tmp_path, parent)
+    # a trial running at the kill that Tune's saved state no longer knows is ended KILLED, with
+    # its reason, and a new one runs in its place: it never finished, so nothing is rerun
+    lost = [c for c in children if c.info.status == "KILLED"]
+    assert all("saved state lost it" in c.data.tags["error"] for c in lost)
+    children = [c for c in children if c.info.status != "KILLED"]
+    assert out["mlflow_run_id"] == parent and out["trials"] == 6 + len(lost)
+    if model != "mlp":  # 64 -> 32 -> 10
+        assert out["params_total"] == 64 * 32 + 32 + 32 * 10 + 10
     trial_ids = [c.data.tags["trial_id"] for c in children]
     assert len(children) == 6 and len(set(trial_ids)) == 6
     starts = {c.info.run_id: c.info.start_time for c in children}

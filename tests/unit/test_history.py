@@ -36,16 +36,28 @@ def test_history_lists_the_runs_with_their_registry_state(
     first = _pipeline_run(tracker, 0.90, 4099, "ok", "champion", "1")
     _pipeline_run(tracker, 0.60, 17539, "warn", "not promoted", "2")
     _pipeline_run(tracker, 0.10, 9, "ok", "champion", "3", status="FAILED")  # not listed
+    third = _pipeline_run(tracker, 0.95, 4099, "ok", "champion", "4")
     assert main(["history", "--experiment", "hist", "--csv", str(tmp_path / "h.csv"),
                  "--plot", str(tmp_path / "h.png")]) == 0
     table = pd.read_csv(tmp_path / "h.csv")
-    assert table["test_score"].tolist() == [0.90, 0.60]
-    assert table["registry"].tolist() == ["v1 (was champion)", "v2 challenger"]  # none is now
-    assert table["params_trainable"].tolist() == [4099, 17539]
+    assert table["test_score"].tolist() == [0.90, 0.60, 0.95]
+    # no registered model "hist" holds a champion: every champion is a former one
+    assert table["registry"].tolist() == ["v1 (was champion)", "v2 challenger",
+                                          "v4 (was champion)"]
+    assert table["params_trainable"].tolist() == [4099, 17539, 4099]
     assert table["run"][0] == first and table["rows"][0] == 150
     assert table["best_hyperparameters"][0] == "learning_rate=0.01"
     assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
     printed = capsys.readouterr().out
     assert first[:8] in printed and "accuracy" in printed and "challenger" in printed
+    assert "learning_rate=0.01" in printed  # the hyperparameters are among the printed columns
+    # a team that registers under another name: its champion is marked as serving
+    client = tracker.client
+    client.create_registered_model("team-model")
+    client.create_model_version("team-model", str(tmp_path / "a"), run_id=third)
+    client.set_registered_model_alias("team-model", "champion", "1")
+    assert main(["history", "--experiment", "hist", "--registered-name", "team-model",
+                 "--csv", str(tmp_path / "t.csv")]) == 0
+    assert pd.read_csv(tmp_path / "t.csv")["registry"].tolist()[-1] == "v4 champion"
     assert main(["history", "--experiment", "no such"]) == 2
     assert "no experiment 'no such'" in capsys.readouterr().err

@@ -10,18 +10,23 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from paramaudit import lineage
+from paramaudit.audit import audit_model
 from paramaudit.config import build_config
 from paramaudit.data import load_and_split
 from paramaudit.final_model import train_best
 from paramaudit.overfit import Reason, Verdict
+from paramaudit.publish import log_audit
 from paramaudit.registry import comparison_metric, register
 from paramaudit.tracking import Tracker
 
 GOOD = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 32, "num_layers": 1,
         "hidden_size": 32}
 BAD = {**GOOD, "learning_rate": 1e-6}
+WIDE = {**GOOD, "hidden_size": 64}
 OK = Verdict("ok", [])
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -35,14 +40,19 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 
 def _run(store: dict[str, Any], hp: dict[str, Any], verdict: Verdict = OK,
-         **registry: Any) -> dict[str, Any]:
-    cfg = build_config({"data": {"dataset": "iris"}, "tracking": store, "experiment": "reg",
-                        "registry": registry})
+         max_rows: int | None = None, **registry: Any) -> dict[str, Any]:
+    cfg = build_config({"data": {"dataset": "iris", "max_rows": max_rows}, "tracking": store,
+                        "experiment": "reg", "registry": registry})
     splits = load_and_split(cfg)
-    final = train_best(splits, "mlp", hp, max_epochs=30 if hp is GOOD else 1, patience=30, seed=0)
+    final = train_best(splits, "mlp", hp, max_epochs=1 if hp is BAD else 30, patience=30, seed=0)
     tracker = Tracker(cfg.tracking, cfg.experiment)
     parent = tracker.start_run("parent")
-    out = register(tracker, parent, cfg, final, verdict, splits)
+    # what publish logs before it registers: the data's tags, the per-layer audit, test metrics
+    tracker.set_tags(parent, lineage.data_tags(splits))
+    log_audit(tracker, parent, audit_model(final.model))
+    tracker.log_metrics(parent, {f"test_{k}": v for k, v in final.test_metrics.items()
+                                 if isinstance(v, float)})
+    out = register(tracker, parent, cfg, final, verdict, splits, "http://127.0.0.1:5000/#/run")
     tracker.end_run(parent, "FINISHED")
     return {**out, "run": parent, "tracker": tracker}
 
@@ -69,12 +79,22 @@ def test_a_worse_model_stays_challenger_and_a_better_one_takes_the_alias(
     described = tracker.client.get_model_version("reg", "2").description
     assert "Data: iris (150 rows" in described and "Promotion: challenger" in described
     assert "labels setosa, versicolor, virginica" in described and worse["run"] in described
+    assert "MLflow run: http://127.0.0.1:5000/#/run" in described
+    assert "The champion (version 1) on its own test split: accuracy" in described
+    assert (tags["data"], tags["data_rows"], tags["task"]) == ("iris", "150", "classification")
+    assert tags["labels"] == "setosa, versicolor, virginica" and float(tags["test_accuracy"]) < 0.9
+    assert tags["mlflow_run_url"] == "http://127.0.0.1:5000/#/run"
+    assert int(tags["params_total"]) == 4 * 32 + 32 + 32 * 3 + 3
     assert "raw rows in" in tracker.client.get_registered_model("reg").description
     # what changed since the champion: the learning rate, the scores; the data did not
     changes = worse["since_champion"]["changes"]
     assert changes["champion_version"] == "1" and not changes["data_hash"]["changed"]
     assert changes["hyperparameters"] == {}  # train_best's hyperparameters are not logged here
     assert changes["columns_added"] == [] == changes["columns_removed"]
+    assert changes["labels"] == {"champion": {"setosa": 0.3333, "versicolor": 0.3333,
+                                              "virginica": 0.3333},
+                                 "this run": changes["labels"]["champion"], "changed": False}
+    assert changes["layers"] == []  # the same network, only the learning rate differs
     assert "# Since the champion (version 1" in worse["since_champion"]["markdown"]
     run = tracker.client.get_run(worse["run"]).data
     assert run.tags["since_champion.version"] == "1"
@@ -96,6 +116,35 @@ def test_the_policies_and_the_gate(store: dict[str, Any]) -> None:
     assert tracker.client.get_model_version("reg", overfit["version"]).tags["gate"] == (
         "failed: overfit")
     assert _alias(tracker, "champion") == "2"
+    # a strictly better model replaces the poor champion under compare; since the champion: a
+    # wider hidden layer on the same data (the gate refused nothing, so the champion's columns
+    # come from its version's metadata, not from loading it)
+    better = _run(store, WIDE)
+    assert better["promoted"] and better["challenger_score"] < better["champion_score"]
+    assert _alias(tracker, "champion") == better["version"]
+    changes = better["since_champion"]["changes"]
+    assert not changes["data_rows"]["changed"] and not changes["labels"]["changed"]
+    assert changes["columns_added"] == [] == changes["columns_removed"]
+    assert {(r["layer"], r["champion"], r["this run"]) for r in changes["layers"]} == {
+        ("body.0", 4 * 32 + 32, 4 * 64 + 64), ("head", 32 * 3 + 3, 64 * 3 + 3)}
+    md = better["since_champion"]["markdown"]
+    assert "| body.0 | Linear | 160 | 320 | +160 |" in md and "- labels: the same" in md
+
+
+def test_the_label_distribution_and_its_change_in_words() -> None:
+    lopsided = lineage.label_distribution("classification", [np.array([0, 0, 0]), np.array([1])],
+                                          ["no", "yes"])
+    assert lopsided == {"no": 0.75, "yes": 0.25}
+    spread = lineage.label_distribution("regression", [np.array([1.0, 3.0])], [])
+    assert spread == {"mean": 2.0, "std": 1.0, "min": 1.0, "max": 3.0}
+    md = lineage.to_markdown({
+        "champion_version": "4", "champion_run": "r",
+        "data_hash": {"champion": "a" * 64, "this run": "b" * 64, "changed": True},
+        "data_rows": {"champion": "8", "this run": "4", "changed": True},
+        "labels": {"champion": {"no": 0.5, "yes": 0.5}, "this run": lopsided, "changed": True},
+        "hyperparameters": {}, "metrics": {}, "layers": None})
+    assert "- labels: no 50.0%, yes 50.0% -> no 75.0%, yes 25.0%" in md
+    assert "| layer |" not in md  # no audit to compare: no layer table
 
 
 def test_the_champion_loads_and_answers_raw_rows_without_paramaudit_installed(
