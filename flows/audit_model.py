@@ -22,12 +22,18 @@ def audit_model_flow(spec: str = "models:mlp", meta: bool = False,
                      depth: Annotated[int, Field(ge=1)] | None = None,
                      optimizer: Optimizer = "adam",
                      experiment: str = "paramaudit-audits",
-                     tracking: TrackingConfig | None = None) -> dict[str, Any]:
-    """Count a model's parameters layer by layer; returns the totals and the MLflow run id."""
+                     tracking: TrackingConfig | None = None,
+                     history_of: str | None = None) -> dict[str, Any]:
+    """Count a model's parameters layer by layer; returns the totals and the MLflow run id.
+
+    ``history_of``: a pipeline experiment whose history (`paramaudit history`: one row per
+    run, and the trend plot) is logged with the audit too.
+    """
     tracker = Tracker(tracking or TrackingConfig(), experiment)
     rep = t.audit_model(spec, meta, optimizer)                                    # 1. audit
     run_id = t.publish_audit(tracker, spec, meta, rep, depth,                     # 2. publish
                              str(flow_run.id) if flow_run.id else None)
+    runs = t.publish_history(tracker, run_id, history_of) if history_of else None  # 3. history
     return {"mlflow_run_id": run_id, "experiment": experiment, "spec": spec,
             "total_params": rep.total_params, "trainable_params": rep.trainable_params,
-            "bytes": rep.bytes}
+            "bytes": rep.bytes, "history_runs": runs}

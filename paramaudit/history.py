@@ -1,12 +1,14 @@
 """``paramaudit history``: one row per pipeline run of an experiment, oldest first.
 
 Read from the MLflow store alone (the parent runs' params, metrics and tags), so it works on
-any store the pipeline wrote, local or a team's server.
+any store the pipeline wrote, local or a team's server. The weekly audit deployment logs the
+same table and trend plot to its own MLflow run (:func:`log_history`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import pandas as pd
 
 from paramaudit.errors import UserInputError
 from paramaudit.lineage import hyperparameters
+from paramaudit.tracking import Tracker
 
 COLUMNS = ("date", "run", "data", "data_hash", "rows", "search", "best_hyperparameters",
            "test_metric", "test_score", "params_trainable", "verdict", "registry")
@@ -97,3 +100,24 @@ def trend_plot(table: pd.DataFrame, path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def log_history(tracker: Tracker, run_id: str, experiment: str,
+                registered_name: str | None = None) -> pd.DataFrame | None:
+    """The experiment's history as artifacts of run ``run_id`` (``history/history.csv`` and
+    ``history/history.png``) and its length as the metric ``history_runs``; None, with the
+    reason as the run's ``history`` tag, when the experiment does not exist yet."""
+    try:
+        table = history(tracker.uri, experiment, registered_name)
+    except UserInputError:
+        tracker.set_tags(run_id, {"history": f"no experiment {experiment[:200]!r} yet"})
+        return None
+    tracker.set_tags(run_id, {"history": f"{len(table)} finished pipeline run(s) of "
+                                         f"{experiment[:200]!r}"})
+    tracker.log_metrics(run_id, {"history_runs": float(len(table))})
+    with tempfile.TemporaryDirectory() as tmp:
+        table.to_csv(Path(tmp) / "history.csv", index=False)
+        tracker.log_file(run_id, Path(tmp) / "history.csv", "history")
+        if not table.empty:
+            tracker.log_file(run_id, trend_plot(table, Path(tmp) / "history.png"), "history")
+    return table

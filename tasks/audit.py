@@ -6,6 +6,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from paramaudit import history as runs_history
 from paramaudit import publish as publishing
 from paramaudit import report
 from paramaudit.audit import AuditReport
@@ -36,3 +37,22 @@ def publish_audit(tracker: Tracker, spec: str, meta: bool, rep: AuditReport, dep
         description=f"Parameter audit of {spec}",
     )
     return run_id
+
+
+@task(name="publish-history", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def publish_history(tracker: Tracker, run_id: str, experiment: str) -> int | None:
+    """The pipeline experiment's history (one row per run) and its trend plot on the audit's
+    MLflow run, and the table as a Prefect artifact; the number of runs, None if no experiment."""
+    table = runs_history.log_history(tracker, run_id, experiment)
+    if table is None:
+        create_markdown_artifact(key="history", markdown=(
+            f"# History of `{experiment}`\n\nNo such experiment yet: no pipeline has run in it."),
+            description=f"No pipeline runs of {experiment} yet")
+        return None
+    create_table_artifact(
+        key="history",
+        table=table.astype(str).to_dict(orient="records"),
+        description=(f"{len(table)} finished pipeline runs of {experiment}, oldest first; the "
+                     f"trend plot is history/history.png in MLflow run {run_id}."),
+    )
+    return len(table)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from paramaudit.config import TrackingConfig, build_config
+from paramaudit.tracking import Tracker
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +97,13 @@ def test_audit_flow_logs_an_audit_run(harness, workdir: Path) -> None:
 
     tracking = TrackingConfig(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
                               artifact_location=str(workdir / "art"))
-    out = audit_model_flow(spec="models:cnn", meta=True, tracking=tracking)
+    # two nights of a pipeline experiment, whose history the weekly audit logs too
+    nightly = Tracker(tracking, "nightly")
+    for score in (0.8, 0.9):
+        run_id = nightly.start_run("night", {"paramaudit.kind": "pipeline", "dataset": "iris"})
+        nightly.log_metrics(run_id, {"test_accuracy": score, "params_trainable": 99})
+        nightly.end_run(run_id, "FINISHED")
+    out = audit_model_flow(spec="models:cnn", meta=True, tracking=tracking, history_of="nightly")
     client = MlflowClient(tracking_uri=tracking.tracking_uri)
     run = client.get_run(out["mlflow_run_id"])
     assert run.info.status == "FINISHED"
@@ -104,6 +111,13 @@ def test_audit_flow_logs_an_audit_run(harness, workdir: Path) -> None:
     assert run.data.params["setting.spec"] == "models:cnn"
     names = {a.path for a in client.list_artifacts(run.info.run_id, "audit")}
     assert "audit/parameter_audit.json" in names and "audit/parameters_per_layer.png" in names
+    assert out["history_runs"] == 2 == run.data.metrics["history_runs"]
+    names = {a.path for a in client.list_artifacts(run.info.run_id, "history")}
+    assert names == {"history/history.csv", "history/history.png"}
+    seen = _artifacts(run.data.tags["prefect_flow_run_id"])
+    rows = seen["artifacts"]["history"].data
+    rows = json.loads(rows) if isinstance(rows, str) else rows
+    assert [r["test_score"] for r in rows] == ["0.8", "0.9"]
 
 
 def test_preprocessing_is_cached_by_content_and_config(harness, workdir: Path) -> None:

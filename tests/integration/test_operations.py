@@ -229,6 +229,8 @@ def test_make_deploy_registers_scheduled_deployments_on_a_process_pool(stack: St
     assert flows[audit.flow_id] == "paramaudit-audit"
     assert audit.entrypoint == "flows/audit_model.py:audit_model_flow"
     assert audit.schedules and audit.work_pool_name == POOL
+    # and it logs the nightly experiment's history with the audit
+    assert audit.parameters["history_of"] == nightly.parameters["config"]["experiment"]
 
     # the checkout is chosen on the worker at run time; the deploy folder is recorded as a hint
     for dep in deployments.values():

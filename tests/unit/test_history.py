@@ -61,3 +61,18 @@ def test_history_lists_the_runs_with_their_registry_state(
     assert pd.read_csv(tmp_path / "t.csv")["registry"].tolist()[-1] == "v4 champion"
     assert main(["history", "--experiment", "no such"]) == 2
     assert "no experiment 'no such'" in capsys.readouterr().err
+
+
+def test_log_history_on_a_run_and_an_experiment_not_there_yet(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from paramaudit.history import log_history
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(TrackingConfig(tracking_uri=uri, artifact_location=str(tmp_path / "a")),
+                      "audits")
+    run = tracker.start_run("weekly audit")
+    assert log_history(tracker, run, "never ran") is None
+    assert tracker.client.get_run(run).data.tags["history"] == "no experiment 'never ran' yet"
+    assert tracker.client.list_artifacts(run, "history") == []
+    tracker.end_run(run, "FINISHED")
