@@ -21,6 +21,8 @@ import torch
 from paramaudit.serving.predictor import PREDICTION, PROBA_PREFIX, Predictor
 
 PREDICTOR_FILE = "predictor.pt"
+# the model as code (MLflow's models-from-code), so that no pickled wrapper is logged
+MODEL_CODE = str(Path(__file__).with_name("model_code.py"))
 ARTIFACT_KEY = "predictor"
 # not needed to predict: the command line and the embedded Prefect server, flows and tasks
 _NOT_SHIPPED = ("app", "flows", "tasks")

@@ -237,7 +237,8 @@ class Tracker:
             # Model.log, as mlflow.pyfunc.log_model calls it, with the run named: the pyfunc
             # function takes no run_id and would log to the fluent API's active run instead
             return mlflow.models.Model.log(
-                artifact_path=None, name="model", flavor=mlflow.pyfunc, python_model=pyfunc.PredictorModel(),
+                artifact_path=None, name="model", flavor=mlflow.pyfunc,
+                python_model=pyfunc.MODEL_CODE,  # models from code: no pickled wrapper
                 artifacts={pyfunc.ARTIFACT_KEY: str(artifact)}, code_paths=[str(c) for c in code],
                 pip_requirements=pyfunc.requirements(), run_id=run_id,
                 model_id=logged.model_id, registered_model_name=registered_name,

@@ -149,7 +149,16 @@ def test_the_label_distribution_and_its_change_in_words() -> None:
 
 def test_the_champion_loads_and_answers_raw_rows_without_paramaudit_installed(
         store: dict[str, Any], tmp_path: Path) -> None:
-    _run(store, GOOD)
+    import yaml
+
+    client = _run(store, GOOD)["tracker"].client
+    model_id = client.get_model_version("reg", "1").source.removeprefix("models:/")
+    # the model is code (models-from-code), not a pickled wrapper: nothing to unpickle but the
+    # predictor's own artifact
+    local = Path(client.get_logged_model(model_id).artifact_location.removeprefix("file://"))
+    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
+    assert flavor["model_code_path"].endswith("model_code.py")
+    assert not list(local.rglob("python_model.pkl"))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     # a fresh interpreter with paramaudit's editable install and checkout taken off the path:
