@@ -90,8 +90,8 @@ def test_the_champion_answers_raw_rows_over_http_and_from_the_command_line(
     assert not (tmp_path / "x.csv").exists()
 
 
-def test_a_worse_night_stays_challenger_and_says_what_changed(tmp_path: Path,
-                                                             run_pipeline) -> None:
+def test_a_worse_night_stays_challenger_and_says_what_changed(tmp_path: Path, run_pipeline,
+                                                             shared_prefect: str) -> None:
     _table().to_csv(tmp_path / "members.csv", index=False)
     base = {"experiment": "nightly", "data": {"path": "members.csv", "target": "tier"},
             "search": {"algorithm": "random", "trials": 1, "scheduler": "none",
@@ -116,3 +116,16 @@ def test_a_worse_night_stays_challenger_and_says_what_changed(tmp_path: Path,
     assert client.get_model_version_by_alias("nightly", "champion").run_id == good["mlflow_run_id"]
     assert "report/since_champion.md" in {
         a.path for a in client.list_artifacts(worse["mlflow_run_id"], "report")}
+    assert changes["layers"] == [] and not changes["labels"]["changed"]  # same net, same data
+    # the Prefect flow run says it too: the registry's decision and what changed
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: shared_prefect}), \
+            get_client(sync_client=True) as prefect:
+        arts = {a.key: a.data for a in prefect.read_artifacts(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[worse["prefect_flow_run_id"]])))}
+    assert "version 2 of `nightly` is the challenger" in arts["registry"]
+    assert "# Since the champion (version 1" in arts["since-the-champion"]
+    assert "learning_rate 0.01 -> 1e-05" in arts["since-the-champion"]
