@@ -55,6 +55,7 @@ def pipeline_search(csv: Path, trials: int, epochs: int, store: Path, space: dic
     """The pipeline's own search step (Ray Tune + ASHA + MLflow child runs), timed."""
     from paramaudit.config import build_config
     from paramaudit.pipeline import preprocess
+    from paramaudit.runs import search_dir
     from paramaudit.search import ray_session, run_search, trial_slots
     from paramaudit.tracking import Tracker
 
@@ -73,7 +74,7 @@ def pipeline_search(csv: Path, trials: int, epochs: int, store: Path, space: dic
         t0 = time.monotonic()
         with ray_session(cfg.ray, trial_slots(cfg)):
             ray_start = time.monotonic() - t0
-            outcome = run_search(splits, cfg, tracker, parent, store / "tune", say=lambda _m: None)
+            outcome = run_search(splits, cfg, tracker, parent, search_dir(store), say=lambda _m: None)
         wall = time.monotonic() - t0
     done = [t for t in outcome.records if t.history["val_loss"]]
     return {

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from paramaudit.errors import SpecError
+from paramaudit.train_hyperparameters import OPTIMIZER
 
 # Optimizer state tensors kept per trainable parameter, as torch.optim keeps them with its
 # defaults. rmsprop is torch's default RMSprop (momentum=0, centered=False): square_avg only.
@@ -47,7 +48,7 @@ OPTIMIZER_STATES: dict[str, int] = {
 #   fp32 optimizer states, the usual mixed-precision recipe (16 bytes per parameter for Adam).
 PRECISIONS = ("fp32", "bf16", "mixed_bf16")
 
-DEFAULT_OPTIMIZER = "adam"
+DEFAULT_OPTIMIZER: str = OPTIMIZER.default  # what training uses when no optimizer is searched
 
 _EMBEDDING_TYPES = (nn.Embedding, nn.EmbeddingBag)
 

@@ -78,11 +78,6 @@ def metric_mode(metric: str) -> str:
                          f"{', '.join(SEARCH_METRICS)}") from None
 
 
-def metric_task(metric: str) -> str | None:
-    """The one task that reports ``metric``, or None when both do (val_loss)."""
-    return next((t for t, names in TASK_METRICS.items() if metric in names), None)
-
-
 # ---------------------------------------------------------------------------- regression target
 
 

@@ -185,6 +185,14 @@ def pca_effect(rep: audit_lib.AuditReport, preprocessing: dict[str, Any]) -> dic
                         f"{first.params:,} parameters instead of {without:,}")}
 
 
+def scored_trials(outcome: SearchOutcome, names: Any) -> pd.DataFrame:
+    """One row per finished trial: the hyperparameters ``names`` and its best ``val_score``."""
+    mode = metric_mode(outcome.metric)
+    return pd.DataFrame([{**{k: t.hyperparameters.get(k) for k in names},
+                          "val_score": t.best(outcome.metric, mode)}
+                         for t in outcome.records if t.status == "TERMINATED"])
+
+
 def rank_importance(outcome: SearchOutcome, cfg: PipelineConfig,
                     ) -> tuple[pd.DataFrame | None, str]:
     """Which searched hyperparameters mattered to the search's score, or why that is unknown."""
@@ -192,14 +200,12 @@ def rank_importance(outcome: SearchOutcome, cfg: PipelineConfig,
     from paramaudit.search import searched_space
 
     names = [k for k, v in searched_space(cfg).items() if isinstance(v, dict)]
-    mode = metric_mode(outcome.metric)
-    rows = [{**{k: t.hyperparameters.get(k) for k in names}, "val_score": t.best(outcome.metric, mode)}
-            for t in outcome.records if t.status == "TERMINATED"]
     if not names:
         return None, "no hyperparameter was searched"
     try:
         ranking = importance.rank_hyperparameters(
-            pd.DataFrame(rows), score="val_score", higher_is_better=mode == "max", seed=cfg.seed)
+            scored_trials(outcome, names), score="val_score",
+            higher_is_better=metric_mode(outcome.metric) == "max", seed=cfg.seed)
     except ValueError as err:  # too few trials or nothing varied: say so in the report
         return None, str(err)
     return ranking, ""

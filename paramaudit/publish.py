@@ -26,7 +26,7 @@ import pandas as pd
 from paramaudit import audit as audit_lib
 from paramaudit import capacity, lineage, report
 from paramaudit.config import PipelineConfig
-from paramaudit.data import Splits
+from paramaudit.data import Splits, columns_report_markdown
 from paramaudit.final_model import FinalModel
 from paramaudit.metrics import (
     comparison_markdown,
@@ -37,7 +37,7 @@ from paramaudit.metrics import (
     scalar_metrics,
 )
 from paramaudit.overfit import Verdict
-from paramaudit.pipeline import AuditResult
+from paramaudit.pipeline import STEPS, AuditResult, scored_trials
 from paramaudit.progress import say
 from paramaudit.registry import register
 from paramaudit.runreport import (
@@ -47,7 +47,7 @@ from paramaudit.runreport import (
     plot_learning_curves,
 )
 from paramaudit.runs import run_name
-from paramaudit.search import SearchOutcome, metric_mode, trial_table
+from paramaudit.search import SearchOutcome, trial_row, trial_table
 from paramaudit.spec import load_spec
 from paramaudit.tracking import Tracker, is_local_store, scratch_dir, without_userinfo
 
@@ -122,7 +122,7 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     registered = None
     if cfg.tracking.log_model:
         registered = register(tracker, parent_id, cfg, final, result.verdict, splits, ui_url)
-    say(f"[5/6] publish: MLflow run {parent_id} has the hyperparameters, metrics, "
+    say(f"[5/{STEPS}] publish: MLflow run {parent_id} has the hyperparameters, metrics, "
         f"audit and plots")
     summary = run_summary(parent_id, cfg, outcome, final, result, flow_run_id)
     summary.update(registry=registered, registered_model=registered,
@@ -185,7 +185,7 @@ def _log_data_report(tracker: Tracker, parent_id: str, columns: list[dict[str, A
     with scratch_dir() as tmp:
         d = Path(tmp)
         (d / "columns.json").write_text(json.dumps(columns, indent=2))
-        (d / "columns.md").write_text(table_markdown(columns))
+        (d / "columns.md").write_text(columns_report_markdown(columns))
         for name in ("columns.json", "columns.md"):
             tracker.log_file(parent_id, d / name, "report")
 
@@ -367,10 +367,7 @@ def _importance_artifacts(tracker: Tracker, parent_id: str, outcome: SearchOutco
     assert result.importance is not None
     result.importance.to_csv(d / "hyperparameter_importance.csv", index=False)
     try:
-        trials_df = pd.DataFrame([
-            {**{k: t.hyperparameters.get(k) for k in result.importance["hyperparameter"]},
-             "val_score": t.best(outcome.metric, metric_mode(outcome.metric))}
-            for t in outcome.records if t.status == "TERMINATED"])
+        trials_df = scored_trials(outcome, result.importance["hyperparameter"])
         importance.plot_importance(trials_df, result.importance,
                                    d / "hyperparameter_importance.png", score="val_score")
     except ValueError as err:
@@ -388,7 +385,6 @@ def run_summary(parent_id: str, cfg: PipelineConfig, outcome: SearchOutcome, fin
     test = ({**jsonable(final.test_metrics), "loss": final.test_loss} if regression else
             {**jsonable(final.test_metrics), "accuracy": final.test_accuracy,
              "loss": final.test_loss})
-    score = "r2" if regression else "accuracy"
     return {
         "mlflow_run_id": parent_id,
         "experiment": cfg.experiment,
@@ -402,15 +398,8 @@ def run_summary(parent_id: str, cfg: PipelineConfig, outcome: SearchOutcome, fin
         "params_trainable": rep.trainable_params,
         "overfit": result.verdict.to_dict(),
         "trials": len(outcome.records),
-        "trial_results": [
-            {"trial": t.number, "status": t.status, "params_trainable": t.params_trainable,
-             "best_val_loss": t.best("val_loss", "min"),
-             f"best_val_{score}": t.best(f"val_{score}", "max"),
-             "epochs": len(t.history["val_loss"]), "node_id": t.node_id,
-             "worker_pid": t.worker_pid,
-             "hyperparameters": t.hyperparameters}
-            for t in outcome.records
-        ],
+        "trial_results": [{**trial_row(t), "hyperparameters": t.hyperparameters}
+                          for t in outcome.records],
         "prefect_flow_run_id": flow_run_id,
         "final_model": {"source": final.source, "epochs": len(h.val_loss),
                         "best_epoch": h.best_epoch + 1, "stopped_by": h.stopped_by,

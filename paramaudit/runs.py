@@ -39,8 +39,11 @@ def run_workdir(run_id: str) -> Path:
     return (WORK_ROOT / "runs" / run_id).resolve()
 
 
+TUNE_EXPERIMENT = "search"  # Ray Tune's experiment folder below search_dir: what --resume restores
+
+
 def search_dir(workdir: Path) -> Path:
-    """Where Ray Tune keeps a run's search state (its experiment folder is ``search`` below)."""
+    """Where Ray Tune keeps a run's search state (its experiment is ``TUNE_EXPERIMENT`` below)."""
     return workdir / "tune"
 
 
@@ -91,7 +94,7 @@ def load_resume_config(tracker_uri: str, run_id: str) -> tuple[PipelineConfig, s
         raise UserInputError(f"--resume: run {run_id} is not a paramaudit pipeline run")
     if run.info.status == "FINISHED":
         raise UserInputError(f"--resume: run {run_id} already finished; nothing to resume")
-    if not (search_dir(run_workdir(run_id)) / "search").is_dir():
+    if not (search_dir(run_workdir(run_id)) / TUNE_EXPERIMENT).is_dir():
         raise UserInputError(f"--resume: no search state for run {run_id} under "
                              f"{run_workdir(run_id)} (run from the folder the run started in)")
     with scratch_dir() as tmp:

@@ -42,7 +42,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-DEADLINE_S = 8.0  # first signal -> the process has ended (the issue asks for at most 10 s)
+DEADLINE_S = 8.0  # first signal -> the process has ended (the README promises 10 s)
 SECOND_GRACE_S = 2.0  # second signal -> this much more for the cleanup under way
 TERM_GRACE_S = 1.5  # the run's processes get SIGTERM, then SIGKILL after this
 EXIT_INTERRUPT = 130

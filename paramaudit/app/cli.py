@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="paramaudit", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="run the pipeline: preprocess, tune, train, audit, publish")
+    run = sub.add_parser("run", help="run the pipeline: preprocess, search, train, audit, publish, gate")
     run.add_argument("--config", type=Path, help="YAML config (default: embedded defaults)")
     src = run.add_mutually_exclusive_group()
     src.add_argument("--dataset", help="built-in data set: digits, iris, wine, breast_cancer, "

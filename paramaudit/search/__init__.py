@@ -13,8 +13,8 @@ Its modules, in the order a search uses them:
 Importing this package imports no Ray: Ray is imported where it is used.
 """
 
-from paramaudit.search.ray_runtime import LOOPBACK_NODE_IP, ray_environment, ray_home, ray_session
-from paramaudit.search.records import TrialRecord, trial_table
+from paramaudit.search.ray_runtime import ray_environment, ray_home, ray_session
+from paramaudit.search.records import TrialRecord, trial_row, trial_table
 from paramaudit.search.runner import SearchFailedError, SearchOutcome, run_search
 from paramaudit.search.space import (
     divergence_rule,
@@ -26,7 +26,6 @@ from paramaudit.search.space import (
 )
 
 __all__ = [
-    "LOOPBACK_NODE_IP",
     "SearchFailedError",
     "SearchOutcome",
     "TrialRecord",
@@ -40,5 +39,6 @@ __all__ = [
     "run_search",
     "searched_space",
     "trial_slots",
+    "trial_row",
     "trial_table",
 ]

@@ -37,7 +37,6 @@ from paramaudit.search.ray_internals import (
 from paramaudit.worker_ready import READY_DIR_ENV
 
 LOCAL_NODE_IP = "127.0.0.1"
-LOOPBACK_NODE_IP = "127.0.0.2"  # for clusters started by hand on this machine (ray start)
 # what every trial imports (torch._dynamo: torch's optimizers import it when first built);
 # scikit-learn only when a trial refits preprocessing, so not here
 WORKER_PRELOAD = ("paramaudit.worker_start",  # first: pauses the GC for the imports

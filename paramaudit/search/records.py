@@ -125,22 +125,24 @@ def _typed_params(params: Mapping[str, str]) -> dict[str, Any]:
     return {k: yaml.safe_load(v) for k, v in params.items()}
 
 
+def trial_row(r: TrialRecord) -> dict[str, Any]:
+    """A trial's headline: number, status, parameter count, epochs, best val scores, where."""
+    return {"trial": r.number, "status": r.status, "params_trainable": r.params_trainable,
+            "best_val_loss": r.best("val_loss", "min"),
+            f"best_val_{r.score}": r.best(f"val_{r.score}", "max"),
+            "epochs": len(r.history["val_loss"]), "node_id": r.node_id,
+            "worker_pid": r.worker_pid}
+
+
 def trial_table(records: list[TrialRecord]) -> list[dict[str, Any]]:
-    """One row per trial for reports: hyperparameters, parameter count, scores, status."""
+    """One row per trial for reports: :func:`trial_row` with the hyperparameters (``hp_*``),
+    the last value of each curve, the trial's verdict, what stopped it and its error."""
     rows = []
     for r in records:
-        row: dict[str, Any] = {"trial": r.number, "status": r.status,
-                               "params_trainable": r.params_trainable,
-                               "epochs": len(r.history["val_loss"])}
+        row = trial_row(r)
         row.update({f"hp_{k}": v for k, v in r.hyperparameters.items()})
-        for m in curve_metrics(r.task):
-            row[f"final_{m}"] = r.final(m) if r.history[m] else np.nan
-        row["best_val_loss"] = r.best("val_loss", "min")
-        row[f"best_val_{r.score}"] = r.best(f"val_{r.score}", "max")
-        row["verdict"] = r.verdict
-        row["stopped_by"] = r.stopped_by
-        row["error"] = r.error or r.skip_reason
-        row["node_id"] = r.node_id
-        row["worker_pid"] = r.worker_pid
+        row.update({f"final_{m}": r.final(m) if r.history[m] else np.nan
+                    for m in curve_metrics(r.task)})
+        row.update(verdict=r.verdict, stopped_by=r.stopped_by, error=r.error or r.skip_reason)
         rows.append(row)
     return rows

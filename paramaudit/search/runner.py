@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paramaudit.config import PipelineConfig, resolve_hyperparameters
+from paramaudit.runs import TUNE_EXPERIMENT
 from paramaudit.search.ray_internals import (
     plain_trial_actors,
     quiet_tune,
@@ -142,7 +143,7 @@ def _tuner(search: _Search, resume: bool, existing: dict[str, TrialRecord]) -> A
     """A new Tuner, or with ``resume`` the saved search's, restored with our live logger."""
     from ray import tune
 
-    path = search.storage / "search"
+    path = search.storage / TUNE_EXPERIMENT
     if resume and tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(str(path), trainable=search.fn, resume_unfinished=True,
                                    resume_errored=False, param_space=search.space)
@@ -154,7 +155,7 @@ def _tuner(search: _Search, resume: bool, existing: dict[str, TrialRecord]) -> A
     cfg = search.cfg
     return tune.Tuner(
         search.fn, param_space=search.space,
-        run_config=_run_config("search", search.storage, search.logger),
+        run_config=_run_config(TUNE_EXPERIMENT, search.storage, search.logger),
         tune_config=_tune_config(cfg, cfg.search.trials, search_algorithm(cfg.search, cfg.seed)))
 
 

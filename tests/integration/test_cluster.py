@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 from conftest import cli_env, paramaudit_cmd
 
-from paramaudit.search import LOOPBACK_NODE_IP, ray_environment, ray_home
+from paramaudit.search import ray_environment, ray_home
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect")]
 RAY = str(Path(sys.executable).with_name("ray"))
+# the cluster's nodes on a loopback address of their own: never the interfaces the machine has,
+# and apart from the 127.0.0.1 a local Ray of the pipeline would take
+LOOPBACK_NODE_IP = "127.0.0.2"
 
 
 def _free_port() -> int:

@@ -18,6 +18,7 @@ from support import servers as srv
 
 from paramaudit.app import prefect_server
 from paramaudit.app.prefect_server import EmbeddedPrefectServer
+from paramaudit.runs import search_dir
 
 pytestmark = pytest.mark.integration
 
@@ -164,7 +165,7 @@ def test_trials_run_in_the_workers_ray_started_before_the_search(workdir: Path) 
         with ray_session(cfg.ray) as nested:  # the flow's own session, inside the CLI's
             assert nested == {"address": "local", "started": False, "reused": True, "cpus": 1}
         workers = _ray_workers(info["cpus"])
-        outcome = run_search(splits, cfg, tracker, parent, workdir / "tune", say=lambda _m: None)
+        outcome = run_search(splits, cfg, tracker, parent, search_dir(workdir), say=lambda _m: None)
     pids = {t.worker_pid for t in outcome.records}
     assert None not in pids
     # each trial ran in a process that existed before the search: Ray's pre-started worker,
@@ -187,13 +188,13 @@ def test_a_search_of_quick_trials_keeps_its_warm_workers_and_writes_no_tune_resu
     with tracker.parent_run("quick", {}) as parent, ray_session(cfg.ray, trial_slots(cfg)) as info:
         assert info["cpus"] == 2
         workers = _ray_workers(2)
-        outcome = run_search(splits, cfg, tracker, parent, workdir / "tune", say=lambda _m: None)
+        outcome = run_search(splits, cfg, tracker, parent, search_dir(workdir), say=lambda _m: None)
     assert len(outcome.records) == 24 and all(t.status == "TERMINATED" for t in outcome.records)
     # both pre-started workers ran trials, and nothing else did: neither lost its actor unused
     pids = {t.worker_pid for t in outcome.records}
     assert pids == workers, (pids, workers)
     # Tune's own result files are off (MLflow has the results), and Tune does not warn of them
-    written = {f.name for f in (workdir / "tune").rglob("*") if f.is_file()}
+    written = {f.name for f in search_dir(workdir).rglob("*") if f.is_file()}
     assert not written & {"result.json", "progress.csv", "params.json"}, written
     assert not any(f.startswith("events.out.tfevents") for f in written), written
     assert "Failed to fetch metrics" not in caplog.text
