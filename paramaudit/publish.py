@@ -63,6 +63,7 @@ class Publication:
     confusion_rows: list[dict[str, Any]] = field(default_factory=list)  # of the test split
     columns_rows: list[dict[str, Any]] = field(default_factory=list)  # the data's columns report
     baseline_note: str = ""  # the test metrics against the majority baseline, in a sentence
+    since_champion_markdown: str | None = None  # what changed since the champion, where one was
 
 
 @dataclass
@@ -125,6 +126,10 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     say(f"[5/{STEPS}] publish: MLflow run {parent_id} has the hyperparameters, metrics, "
         f"audit and plots")
     summary = run_summary(parent_id, cfg, outcome, final, result, flow_run_id)
+    # the markdown is for the Prefect artifact (and report/since_champion.md): the summary keeps
+    # the changes as data
+    changes = (registered or {}).get("since_champion")
+    since_md = changes.pop("markdown", None) if changes else None
     summary.update(registry=registered, registered_model=registered,
                    mlflow_ui={"command": ui_cmd, "url": ui_url})
     if columns is not None:
@@ -137,7 +142,7 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     confusion = final.test_metrics.get("confusion")
     return Publication(summary, md, finite_rows, imp_rows,
                        confusion_rows(confusion) if confusion else [], list(columns or []),
-                       _baseline_note(final, result.verdict))
+                       _baseline_note(final, result.verdict), since_md)
 
 
 def _test_predictions(final: FinalModel, splits: Splits) -> tuple[Any, Any] | None:

@@ -49,8 +49,6 @@ EXIT_INTERRUPT = 130
 MARK_ENV = "PARAMAUDIT_RUN_MARK"  # inherited by every process the run starts
 LINE = b"paramaudit: interrupted\n"
 _STOPS = (signal.SIGTERM, signal.SIGINT)
-# Ray Tune 2.60's handler (ray/tune/tune.py); under another name a stop is a KeyboardInterrupt
-TUNE_STOP_HANDLER = ("ray.tune.tune", "_setup_signal_catching.<locals>.signal_interrupt_tune_run")
 
 
 class _State:
@@ -203,9 +201,11 @@ def _tune_stop() -> Any:
     (``search.ray_session`` disables that one under this module, so that Ctrl-C comes here).
     """
     handler = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
-    tune = (getattr(handler, "__module__", None), getattr(handler, "__qualname__", None)) == \
-        TUNE_STOP_HANDLER
-    return handler if tune and callable(handler) else None
+    if getattr(handler, "__module__", None) != "ray.tune.tune":
+        return None  # (and Ray and paramaudit.search need not be imported to say so)
+    from paramaudit.search.ray_internals import is_tune_stop_handler
+
+    return handler if is_tune_stop_handler(handler) else None
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:

@@ -103,9 +103,8 @@ def publish(tracker: Tracker, parent_id: str, cfg: PipelineConfig, splits: Split
     if registry:
         create_markdown_artifact(key="registry", markdown=_registry_markdown(registry),
                                  description=f"The registry's decision on this run. {link}")
-    lineage = (registry or {}).get("since_champion")
-    if lineage:
-        create_markdown_artifact(key="since-the-champion", markdown=lineage["markdown"],
+    if done.since_champion_markdown:
+        create_markdown_artifact(key="since-the-champion", markdown=done.since_champion_markdown,
                                  description=f"Since the champion: what this run changed. {link}")
     for key, rows, description in tables:
         if rows:  # a table only where the run has one (no trials to rank, a regression, ...)

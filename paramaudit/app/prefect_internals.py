@@ -8,9 +8,11 @@ there before it touches it (tests/unit/test_prefect_internals.py fails when it i
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import version
+from typing import Any
 
 from paramaudit.versions import in_range
 
@@ -57,3 +59,18 @@ def sigterm_left_to_caller() -> Iterator[bool]:
         yield True
     finally:
         flow_engine.capture_sigterm = original  # type: ignore[attr-defined]
+
+
+def ephemeral_app_factory() -> Callable[[], Any]:
+    """Prefect's server application, imported now and built when the returned call is made.
+
+    ``prefect.server.api.server.create_app`` is what ``prefect server start`` serves; Prefect
+    documents no app factory to run its server under another uvicorn command, and that command
+    is what lets the CLI start the server before its own heavy imports (app/prefect_server.py).
+    ``ephemeral=True`` starts the services a flow run needs with it; ``final=True``: no other
+    app wraps it. The import is the slow part, so it happens here, before a gated server waits.
+    """
+    check_version()
+    from prefect.server.api.server import create_app
+
+    return functools.partial(create_app, ephemeral=True, final=True)

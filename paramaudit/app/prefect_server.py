@@ -180,13 +180,12 @@ def create_app() -> Any:
     """
     gc.disable()
     try:
-        from prefect.server.api.server import create_app as prefect_app
+        from paramaudit.app.prefect_internals import ephemeral_app_factory
 
+        build = ephemeral_app_factory()
         if os.environ.get(GATE_ENV) and sys.stdin.readline().strip() != "go":
             os._exit(0)  # not released: nothing was started, nothing to clean up
-        # what `prefect server start` builds, as an ephemeral server: the services a run needs
-        # start with it, and final: no other app will wrap it
-        return prefect_app(ephemeral=True, final=True)
+        return build()
     finally:
         gc.freeze()
         gc.enable()

@@ -68,6 +68,21 @@ def _applies(patch: str, ok: bool, without: str) -> bool:
     return False
 
 
+# -- Tune's stop handler ---------------------------------------------------------------------------
+# Ray Tune ends a running search cleanly (trials stopped, state saved) from the handler that
+# tune.run puts on SIGUSR1; Tune has no public call for that. paramaudit.stopping hands a stop to
+# it when the handler in place is this one: a closure, known only by its module and qualified
+# name (tests/integration/test_stop_signal.py checks both on the installed Ray). Elsewhere, or
+# on an untested Ray, a stop is a KeyboardInterrupt in the driver, which Tune also handles.
+TUNE_STOP_HANDLER = ("ray.tune.tune", "_setup_signal_catching.<locals>.signal_interrupt_tune_run")
+
+
+def is_tune_stop_handler(handler: Any) -> bool:
+    """Whether ``handler`` is Tune's own stop handler, on a Ray these names were checked on."""
+    names = (getattr(handler, "__module__", None), getattr(handler, "__qualname__", None))
+    return names == TUNE_STOP_HANDLER and callable(handler) and is_tested()
+
+
 # -- ray.init --------------------------------------------------------------------------------------
 # ray.init takes these two private keywords from its **kwargs and raises on a keyword it does not
 # know, so a Ray without them fails at ray.init, loudly, on its own; the guards below add the

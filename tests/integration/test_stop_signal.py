@@ -23,7 +23,7 @@ import yaml
 from conftest import cli_env, paramaudit_cmd
 from support import servers as srv
 
-from paramaudit import stopping
+from paramaudit.search import ray_internals
 
 pytestmark = pytest.mark.integration
 
@@ -156,7 +156,7 @@ def test_the_library_internals_the_stop_relies_on_are_still_there() -> None:
     try:
         tune_module._setup_signal_catching()
         handler = signal.getsignal(signal.SIGUSR1)
-        assert (handler.__module__, handler.__qualname__) == stopping.TUNE_STOP_HANDLER
+        assert (handler.__module__, handler.__qualname__) == ray_internals.TUNE_STOP_HANDLER
     finally:
         os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
         signal.signal(signal.SIGUSR1, previous)

@@ -49,3 +49,5 @@ def test_the_server_app_factory_takes_ephemeral_and_final() -> None:
 
     params = inspect.signature(create_app).parameters
     assert {"ephemeral", "final"} <= set(params)
+    build = prefect_internals.ephemeral_app_factory()
+    assert build.func is create_app and build.keywords == {"ephemeral": True, "final": True}

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from paramaudit import stopping
+from paramaudit.search import ray_internals
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -211,7 +212,7 @@ def test_a_stop_during_a_search_goes_to_tunes_own_stop_handler() -> None:
         signal.signal(signal.SIGUSR1, signal_interrupt_tune_run)
         assert stopping._tune_stop() is None  # the name alone is not Tune's handler
         signal_interrupt_tune_run.__module__, signal_interrupt_tune_run.__qualname__ = \
-            stopping.TUNE_STOP_HANDLER
+            ray_internals.TUNE_STOP_HANDLER
         assert stopping._tune_stop() is signal_interrupt_tune_run
     finally:
         signal.signal(signal.SIGUSR1, previous)
