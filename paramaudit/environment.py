@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import os
 
-QUIET_DEFAULTS: dict[str, str] = {
+LOOPBACK = "127.0.0.1"  # what every server paramaudit starts binds to (Prefect's, a local Ray's)
+# the telemetry switches, which the Makefile and prefect.yaml's work pool repeat for processes
+# that do not start as paramaudit (tests/unit/test_environment.py checks they agree)
+TELEMETRY_OFF: dict[str, str] = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_API_HOST": "127.0.0.1",
     "RAY_USAGE_STATS_ENABLED": "0",
+}
+QUIET_DEFAULTS: dict[str, str] = {
+    **TELEMETRY_OFF,
+    "PREFECT_SERVER_API_HOST": LOOPBACK,
     "RAY_AUTH_MODE": "disabled",
     # a progress bar per downloaded model (the predictor and its shipped code): noise in a log
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from paramaudit.environment import quiet_environment
+from paramaudit.environment import TELEMETRY_OFF, quiet_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 NETGUARD = ROOT / "tests" / "support" / "netguard"
@@ -32,8 +32,8 @@ def cli_env(workdir: Path, guard_dir: Path | None = None, embedded: bool = False
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "MLFLOW_"))}
     env.update(
+        TELEMETRY_OFF,  # MLflow's switch went with the MLFLOW_ variables above
         MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}",
-        MLFLOW_DISABLE_TELEMETRY="true",
         PREFECT_HOME=str(workdir / "prefect-home"),
         PYTHONUNBUFFERED="1",
     )

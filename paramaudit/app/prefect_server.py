@@ -26,7 +26,9 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-HOST = "127.0.0.1"
+from paramaudit.environment import LOOPBACK
+
+HOST = LOOPBACK
 GATE_ENV = "PARAMAUDIT_PREFECT_SERVER_GATE"  # see EmbeddedPrefectServer.release
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from paramaudit.config import RayConfig
-from paramaudit.environment import QUIET_DEFAULTS
+from paramaudit.environment import LOOPBACK, QUIET_DEFAULTS
 from paramaudit.search.ray_internals import (
     lean_local_node,
     node_ip_option,
@@ -36,7 +36,7 @@ from paramaudit.search.ray_internals import (
 )
 from paramaudit.worker_ready import READY_DIR_ENV
 
-LOCAL_NODE_IP = "127.0.0.1"
+LOCAL_NODE_IP = LOOPBACK
 # what every trial imports (torch._dynamo: torch's optimizers import it when first built);
 # scikit-learn only when a trial refits preprocessing, so not here
 WORKER_PRELOAD = ("paramaudit.worker_start",  # first: pauses the GC for the imports
