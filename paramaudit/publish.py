@@ -14,7 +14,6 @@ registered model answers in the target's original units (FinalModel.served_model
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from dataclasses import dataclass, field
@@ -23,8 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from paramaudit import audit as audit_lib
 from paramaudit import capacity, lineage, report
+from paramaudit.audit_log import audit_metrics, log_audit
 from paramaudit.config import PipelineConfig
 from paramaudit.data import Splits, columns_report_markdown
 from paramaudit.final_model import FinalModel
@@ -47,8 +46,8 @@ from paramaudit.runreport import (
     plot_learning_curves,
 )
 from paramaudit.runs import run_name
-from paramaudit.search import SearchOutcome, trial_row, trial_table
-from paramaudit.spec import load_spec
+from paramaudit.search import SearchOutcome, trial_table
+from paramaudit.summary import importance_rows, jsonable, run_summary
 from paramaudit.tracking import Tracker, is_local_store, scratch_dir, without_userinfo
 
 
@@ -169,19 +168,6 @@ def _baseline_note(final: FinalModel, verdict: Verdict) -> str:
             f"for always predicting {base['predicts']!r} (rows: true class, columns: predicted).")
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` as strict JSON: numpy scalars as Python numbers, NaN and infinities as null."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "tolist") and hasattr(value, "ndim"):  # a numpy array or scalar
-        return jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _log_data_report(tracker: Tracker, parent_id: str, columns: list[dict[str, Any]] | None,
                      ) -> None:
     """The data's columns report (when the data step made one), as JSON and markdown."""
@@ -297,6 +283,15 @@ def _report_markdown(cfg: PipelineConfig, splits: Splits, final: FinalModel, res
     )
 
 
+def preprocessing_summary(described: dict[str, Any]) -> dict[str, Any]:
+    """The fitted preprocessing in words a reader of the report knows."""
+    names = {"scaler": "scaler (fitted on train)", "pca_components": "PCA components",
+             "explained_variance": "variance kept by PCA", "n_in": "features in",
+             "n_out": "inputs to the model"}
+    return {label: described[key] for key, label in names.items()
+            if described.get(key) is not None}
+
+
 def _headline_metrics(final: FinalModel) -> dict[str, Any]:
     """The test split's headline numbers: accuracy and loss, or a regression's R², RMSE, MAE
     and loss."""
@@ -378,102 +373,3 @@ def _importance_artifacts(tracker: Tracker, parent_id: str, outcome: SearchOutco
     except ValueError as err:
         say(f"  importance plot skipped: {err}")
     tracker.log_file(parent_id, d / "hyperparameter_importance.csv", "report")
-
-
-def run_summary(parent_id: str, cfg: PipelineConfig, outcome: SearchOutcome, final: FinalModel,
-                result: AuditResult, flow_run_id: str | None) -> dict[str, Any]:
-    """The run's summary: what --output-json writes and the flow returns."""
-    rep, h = result.report, final.history
-    regression = final.task == "regression"
-    # accuracy and loss: the training loop's own numbers, as before; then every other metric.
-    # A regression's: r2, rmse, mae (original units) and loss (the standardised target's MSE)
-    test = ({**jsonable(final.test_metrics), "loss": final.test_loss} if regression else
-            {**jsonable(final.test_metrics), "accuracy": final.test_accuracy,
-             "loss": final.test_loss})
-    return {
-        "mlflow_run_id": parent_id,
-        "experiment": cfg.experiment,
-        "task": final.task,
-        "best_hyperparameters": final.hyperparameters,
-        "test_metrics": test,
-        "baseline": jsonable(final.baseline),
-        **({"target_scaler": final.target_scaler.to_dict()} if final.target_scaler is not None
-           else {"class_labels": list(final.class_labels)}),
-        "params_total": rep.total_params,
-        "params_trainable": rep.trainable_params,
-        "overfit": result.verdict.to_dict(),
-        "trials": len(outcome.records),
-        "trial_results": [{**trial_row(t), "hyperparameters": t.hyperparameters}
-                          for t in outcome.records],
-        "prefect_flow_run_id": flow_run_id,
-        "final_model": {"source": final.source, "epochs": len(h.val_loss),
-                        "best_epoch": h.best_epoch + 1, "stopped_by": h.stopped_by,
-                        # refit: the model the search chose, which the verdict judged
-                        **({"selection": {"source": final.selection.source,
-                                          "test_metrics": jsonable(final.selection.test_metrics)}}
-                           if final.selection is not None else {})},
-    }
-
-
-def preprocessing_summary(described: dict[str, Any]) -> dict[str, Any]:
-    """The fitted preprocessing in words a reader of the report knows."""
-    names = {"scaler": "scaler (fitted on train)", "pca_components": "PCA components",
-             "explained_variance": "variance kept by PCA", "n_in": "features in",
-             "n_out": "inputs to the model"}
-    return {label: described[key] for key, label in names.items()
-            if described.get(key) is not None}
-
-
-def importance_rows(ranking: pd.DataFrame) -> list[dict[str, Any]]:
-    """The hyperparameter ranking as JSON-ready rows."""
-    from paramaudit import importance
-
-    return importance.importance_table(ranking)
-
-
-def log_audit(tracker: Tracker, run_id: str, rep: audit_lib.AuditReport) -> None:
-    """The per-layer audit as MLflow artifacts: JSON, CSV, markdown and a bar chart."""
-    with scratch_dir() as tmp:
-        d = Path(tmp)
-        (d / "parameter_audit.json").write_text(json.dumps(rep.to_dict(), indent=2))
-        report.layers_dataframe(rep).to_csv(d / "parameter_audit.csv", index=False)
-        (d / "parameter_audit.md").write_text(report.render(rep, "markdown"))
-        report.plot_layers(rep, d / "parameters_per_layer.png")
-        for p in sorted(d.iterdir()):
-            tracker.log_file(run_id, p, "audit")
-
-
-def audit_metrics(rep: audit_lib.AuditReport) -> dict[str, float]:
-    """Learned-parameter counts of an audit, as MLflow metrics."""
-    mem = rep.training_memory_bytes.get(rep.optimizer or "adam", {})
-    measured = rep.measured_training_memory
-    return {
-        "params_total": rep.total_params, "params_trainable": rep.trainable_params,
-        "params_frozen": rep.frozen_params, "buffer_elements": rep.buffer_elements,
-        "params_bytes": rep.bytes, "params_embedding": rep.embedding_params,
-        "params_non_embedding": rep.non_embedding_params,
-        **{f"training_memory_{k}_bytes": v for k, v in mem.items()},
-        **({"training_memory_measured_bytes": measured["peak_bytes"]}
-           if measured and measured.get("peak_bytes") is not None else {}),
-    }
-
-
-def audit_spec(spec: str, meta: bool = False, optimizer: str = "adam") -> audit_lib.AuditReport:
-    """Build a model from a SPEC (optionally on the meta device) and audit it."""
-    return audit_lib.audit_model(load_spec(spec, meta=meta), optimizer=optimizer)
-
-
-def publish_standalone_audit(tracker: Tracker, spec: str, meta: bool, rep: audit_lib.AuditReport,
-                             flow_run_id: str | None) -> str:
-    """An audit-only MLflow run: the SPEC as params, counts as metrics, the audit as artifacts."""
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    tags = {"paramaudit.kind": "audit", "spec": spec}
-    if flow_run_id:
-        tags["prefect_flow_run_id"] = flow_run_id
-    with tracker.parent_run(f"audit {spec}{' (meta)' if meta else ''} {stamp}", tags) as run_id:
-        tracker.log_params(run_id, {"setting.spec": spec, "setting.meta": meta,
-                                    "setting.optimizer": rep.optimizer or "adam"})
-        tracker.log_metrics(run_id, audit_metrics(rep))
-        log_audit(tracker, run_id, rep)
-    say(f"audit: {spec}: {rep.total_params:,} learned parameters; MLflow run {run_id}")
-    return run_id

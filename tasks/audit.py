@@ -6,9 +6,8 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from paramaudit import audit_log, report
 from paramaudit import history as runs_history
-from paramaudit import publish as publishing
-from paramaudit import report
 from paramaudit.audit import AuditReport
 from paramaudit.tracking import Tracker
 
@@ -16,14 +15,14 @@ from paramaudit.tracking import Tracker
 @task(name="audit-model", cache_policy=NO_CACHE)
 def audit_model(spec: str, meta: bool, optimizer: str) -> AuditReport:
     """Build the model (on the meta device when asked) and count its parameters."""
-    return publishing.audit_spec(spec, meta=meta, optimizer=optimizer)
+    return audit_log.audit_spec(spec, meta=meta, optimizer=optimizer)
 
 
 @task(name="publish-audit", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def publish_audit(tracker: Tracker, spec: str, meta: bool, rep: AuditReport, depth: int | None,
                   flow_run_id: str | None) -> str:
     """The audit as an MLflow run and as Prefect table and markdown artifacts."""
-    run_id = publishing.publish_standalone_audit(tracker, spec, meta, rep, flow_run_id)
+    run_id = audit_log.publish_standalone_audit(tracker, spec, meta, rep, flow_run_id)
     shown = rep.grouped(depth) if depth else rep
     create_table_artifact(
         key="parameter-audit",

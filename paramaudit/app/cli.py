@@ -1,4 +1,5 @@
-"""The ``paramaudit`` command: ``run`` the pipeline, ``audit`` a model.
+"""The ``paramaudit`` command: ``run`` the pipeline (here), ``audit``, ``predict`` and ``history``
+(app/commands.py); the arguments are app/cli_args.py's.
 
 Exit codes: 0 done; 2 bad input or configuration (one line on stderr, no traceback unless
 --debug); 3 the overfitting gate failed the run; 1 anything else; 130 interrupted.
@@ -19,113 +20,21 @@ import traceback
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from paramaudit import stopping
 from paramaudit.app import prefect_internals
+from paramaudit.app.cli_args import EXIT_INPUT
+from paramaudit.app.cli_args import overrides as _overrides
+from paramaudit.app.cli_args import parser as _parser
+from paramaudit.app.commands import cmd_audit, cmd_history, cmd_predict
 from paramaudit.app.prefect_server import EmbeddedPrefectServer, api_url_configured
 from paramaudit.environment import quiet_environment
 from paramaudit.errors import OverfitGateError, UserInputError
 from paramaudit.progress import LAST_FLOW_TIMINGS
 
-EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_GATE, EXIT_INTERRUPT = 0, 1, 2, 3, 130
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage problem in one line and exits 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_INPUT, f"paramaudit: error: {message} (see --help)\n")
-
-
-def _optimizer(name: str) -> str:
-    """``--optimizer``: a name training builds (read on use, so building the parser loads no torch)."""
-    from paramaudit.train_hyperparameters import OPTIMIZERS
-
-    if name not in OPTIMIZERS:
-        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(OPTIMIZERS)})")
-    return name
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="paramaudit", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    run = sub.add_parser("run", help="run the pipeline: preprocess, search, train, audit, publish, gate")
-    run.add_argument("--config", type=Path, help="YAML config (default: embedded defaults)")
-    src = run.add_mutually_exclusive_group()
-    src.add_argument("--dataset", help="built-in data set: digits, iris, wine, breast_cancer, "
-                                       "diabetes (regression)")
-    src.add_argument("--data", type=Path, help="CSV or Parquet file")
-    run.add_argument("--target", help="target column of --data")
-    run.add_argument("--drop", action="append", metavar="COL",
-                     help="leave this column of --data out (repeatable)")
-    run.add_argument("--categorical", choices=["auto", "onehot", "frequency", "error"],
-                     help="how text and boolean columns are encoded (default: auto)")
-    run.add_argument("--task", choices=["auto", "classification", "regression"],
-                     help="what the target is (default: auto, from its values)")
-    run.add_argument("--model", metavar="NAME|REF",
-                     help="mlp, cnn, or your own builder: package.module:build or file.py:build")
-    run.add_argument("--trials", type=int, help="number of search trials")
-    run.add_argument("--max-epochs", type=int, help="epoch budget per trial and final model")
-    run.add_argument("--search", choices=["random", "grid", "bayes"], help="search algorithm")
-    run.add_argument("--experiment", help="MLflow experiment name")
-    run.add_argument("--seed", type=int, help="random seed")
-    run.add_argument("--smoke", action="store_true", default=None,
-                     help="tiny run: 2 trials, 2 epochs")
-    run.add_argument("--output-json", type=Path, help="write the run's summary here")
-    run.add_argument("--timings", type=Path, metavar="PATH",
-                     help="write the wall seconds of each phase here (what bench/ reads)")
-    run.add_argument("--resume", metavar="MLFLOW_RUN_ID",
-                     help="continue an interrupted run's search (same config, same parent run)")
-    run.add_argument("--debug", action="store_true", help="show tracebacks")
-
-    aud = sub.add_parser("audit", help="count a model's parameters layer by layer")
-    aud.add_argument("spec", help="module.path:callable, or models:NAME")
-    aud.add_argument("--meta", action="store_true", help="build on the meta device (no memory)")
-    aud.add_argument("--depth", type=int, help="sum rows at this module-path depth")
-    aud.add_argument("--format", default="table", choices=["table", "json", "csv", "markdown"])
-    aud.add_argument("--optimizer", default="adam", type=_optimizer, metavar="NAME",
-                     help="optimizer for the training-memory estimate: any one training builds "
-                          "(default: %(default)s)")
-    aud.add_argument("--debug", action="store_true", help="show tracebacks")
-
-    pred = sub.add_parser("predict", help="a registered or logged model's answers for a file's rows")
-    pred.add_argument("--model", required=True, metavar="URI",
-                      help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN/model or a run id")
-    pred.add_argument("--data", required=True, type=Path, help="CSV or Parquet file of raw rows")
-    pred.add_argument("--output", required=True, type=Path,
-                      help="where the rows go with prediction and proba_<label> columns (.csv, .parquet)")
-    pred.add_argument("--debug", action="store_true", help="show tracebacks")
-
-    hist = sub.add_parser("history", help="one row per pipeline run: data, search, score, verdict")
-    hist.add_argument("--experiment", default="paramaudit", help="MLflow experiment (default: %(default)s)")
-    hist.add_argument("--registered-name", metavar="NAME",
-                      help="the registered model whose champion to mark (default: the experiment)")
-    hist.add_argument("--csv", type=Path, metavar="PATH", help="also write the table as CSV")
-    hist.add_argument("--plot", type=Path, metavar="PATH",
-                      help="also write a PNG of the test score and parameter count over time")
-    hist.add_argument("--debug", action="store_true", help="show tracebacks")
-    return p
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out = {
-        "data.dataset": args.dataset,
-        "data.path": str(args.data) if args.data else None,
-        "data.target": args.target,
-        "data.drop": args.drop,
-        "data.categorical": args.categorical,
-        "task": args.task,
-        "model": args.model,
-        "search.trials": args.trials,
-        "train.max_epochs": args.max_epochs,
-        "search.algorithm": args.search,
-        "experiment": args.experiment,
-        "seed": args.seed,
-        "smoke": args.smoke,
-    }
-    return {k: v for k, v in out.items() if v is not None}
+EXIT_OK, EXIT_ERROR, EXIT_GATE, EXIT_INTERRUPT = 0, 1, 3, 130
+__all__ = ["EXIT_INPUT", "cmd_run", "main", "preflight"]
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -266,13 +175,14 @@ def _print_summary(summary: dict[str, Any], wall: float) -> None:
     print(f"  then: {summary['mlflow_ui']['url']}")
 
 
-def _run(args: argparse.Namespace) -> int:
-    t0 = time.monotonic()
-    stopping.at_once(True)  # until the flow runs there is nothing to end but processes
-    # Prefect's server (when the environment names none; a profile's URL is checked below, once
-    # Prefect's settings are loaded) starts first, gated: its imports, most of its start-up, run
-    # while the input is checked; it goes on once the input is good, and bad input kills it
-    # before it has touched anything (EmbeddedPrefectServer.release)
+def _checked(args: argparse.Namespace) -> tuple[Any, EmbeddedPrefectServer | None]:
+    """The run's config, checked, and the Prefect server starting beside the checks.
+
+    Prefect's server (when the environment names none; a profile's URL is checked later, once
+    Prefect's settings are loaded) starts first, gated: its imports, most of its start-up, run
+    while the input is checked; it goes on once the input is good, and bad input kills it
+    before it has touched anything (EmbeddedPrefectServer.release).
+    """
     server = None if api_url_configured() else EmbeddedPrefectServer(gated=True)
     try:
         cfg = preflight(args)
@@ -282,6 +192,27 @@ def _run(args: argparse.Namespace) -> int:
         raise
     if server is not None:
         server.release()
+    return cfg, server
+
+
+def _finish(args: argparse.Namespace, summary: dict[str, Any], timings: dict[str, float],
+            t0: float, called_at: float) -> None:
+    """The summary and the phases' timings written where asked, and the summary printed."""
+    timings = LAST_FLOW_TIMINGS | {k: round(v, 3) for k, v in timings.items()}
+    if "flow_entered_at" in timings:
+        timings["prefect_start"] = round(timings.pop("flow_entered_at") - called_at, 3)
+    timings["total"] = round(time.monotonic() - t0, 3)
+    if args.output_json:
+        _write_json_atomic(args.output_json, summary)
+    if args.timings:
+        _write_json_atomic(args.timings, timings)
+    _print_summary(summary, timings["total"])
+
+
+def _run(args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    stopping.at_once(True)  # until the flow runs there is nothing to end but processes
+    cfg, server = _checked(args)
     checked = time.monotonic()
     from paramaudit.search import ray_cpus, ray_session
 
@@ -318,69 +249,7 @@ def _run(args: argparse.Namespace) -> int:
         # os._exit, see stopping.exit_interrupted)
         pool.shutdown(wait=not stopping.requested(), cancel_futures=True)
     timings["checks"] = checked - t0
-    timings = LAST_FLOW_TIMINGS | {k: round(v, 3) for k, v in timings.items()}
-    if "flow_entered_at" in timings:
-        timings["prefect_start"] = round(timings.pop("flow_entered_at") - called_at, 3)
-    timings["total"] = round(time.monotonic() - t0, 3)
-    if args.output_json:
-        _write_json_atomic(args.output_json, summary)
-    if args.timings:
-        _write_json_atomic(args.timings, timings)
-    _print_summary(summary, timings["total"])
-    return EXIT_OK
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    """A model's answers for the rows of a file, written with them."""
-    from paramaudit.app.predict import predict_file
-
-    quiet_environment()
-    n = predict_file(args.model, args.data, args.output)
-    print(f"paramaudit: predict: {n:,} rows answered, written to {args.output}")
-    return EXIT_OK
-
-
-def _clip(text: str, width: int = 60) -> str:
-    return text if len(text) <= width else text[:width - 3] + "..."
-
-
-def cmd_history(args: argparse.Namespace) -> int:
-    """The experiment's pipeline runs, one row each."""
-    import pandas as pd
-
-    from paramaudit.config import TrackingConfig
-    from paramaudit.history import history, trend_plot
-    from paramaudit.tracking import resolve_tracking_uri
-
-    table = history(resolve_tracking_uri(TrackingConfig()), args.experiment,
-                    args.registered_name)
-    if table.empty:
-        print(f"paramaudit: history: no finished pipeline run in {args.experiment!r}")
-        return EXIT_OK
-    if args.csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.csv, index=False)
-    if args.plot:
-        trend_plot(table, args.plot)
-    # the hyperparameters in full are in the CSV; a long line of them would hide the rest
-    shown = table.assign(run=table["run"].str[:8],
-                         best_hyperparameters=table["best_hyperparameters"].map(_clip))
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(shown.to_string(index=False))
-    return EXIT_OK
-
-
-def cmd_audit(args: argparse.Namespace) -> int:
-    """The parameter audit of one model, printed."""
-    from paramaudit.audit import audit_model
-    from paramaudit.report import render
-    from paramaudit.spec import load_spec
-
-    if args.depth is not None and args.depth < 1:
-        raise UserInputError(f"--depth must be >= 1, got {args.depth}")
-    model = load_spec(args.spec, meta=args.meta)
-    report = audit_model(model, optimizer=args.optimizer)
-    sys.stdout.write(render(report, args.format, depth=args.depth).rstrip("\n") + "\n")
+    _finish(args, summary, timings, t0, called_at)
     return EXIT_OK
 
 

@@ -6,8 +6,9 @@ mapping that samples it: ``{choice: [...]}``, ``{uniform: [lo, hi]}``,
 name are the ones training and the registered models declare (:mod:`paramaudit.config.space`).
 
 Read top to bottom: ``validators`` (the small checks), ``bounds`` (limits on a config's size),
-``yaml_read`` (a YAML file within those limits), ``space`` (the search space), ``schema`` (the
-pydantic models), ``describe`` (one-line errors), ``build`` (raw mapping + overrides -> config).
+``yaml_read`` (a YAML file within those limits), ``space`` (the search space), ``data_schema``
+and ``schema`` (the pydantic models: the data sections, then the rest), ``describe`` (one-line
+errors), ``build`` (raw mapping + overrides -> config).
 """
 
 from __future__ import annotations
@@ -21,17 +22,19 @@ from paramaudit.config.bounds import (
     check_config_size,
 )
 from paramaudit.config.build import build_config, load_config
-from paramaudit.config.describe import describe_validation_error
-from paramaudit.config.schema import (
+from paramaudit.config.data_schema import (
     BUILTIN_DATASETS,
     CLASSIFICATION_METRICS,
     REGRESSION_DATASETS,
     REGRESSION_METRICS,
     SCALERS,
     DataConfig,
+    PreprocessConfig,
+)
+from paramaudit.config.describe import describe_validation_error
+from paramaudit.config.schema import (
     OverfitConfig,
     PipelineConfig,
-    PreprocessConfig,
     RayConfig,
     SearchConfig,
     TrackingConfig,

@@ -14,10 +14,13 @@ The modules, in the order data goes through them:
 
 - :mod:`~paramaudit.data.read`: the bytes: built-in sets, CSV/Parquet files, compression and
   the header line;
-- :mod:`~paramaudit.data.columns`: each column's kind, the numeric matrix and categorical
-  columns made of them, and the columns report;
-- :mod:`~paramaudit.data.checks`: the target and classes, then the data against the config,
-  and :func:`load_and_split`, step 1 of the pipeline;
+- :mod:`~paramaudit.data.columns`: each column's kind and its missing cells;
+- :mod:`~paramaudit.data.features`: the numeric matrix and categorical columns made of them;
+- :mod:`~paramaudit.data.columns_report`: the columns report and its markdown table;
+- :mod:`~paramaudit.data.target`: the target, the task it implies and its classes;
+- :mod:`~paramaudit.data.load`: from the config to a checked :class:`Dataset`;
+- :mod:`~paramaudit.data.checks`: the data against the config, and :func:`load_and_split`,
+  step 1 of the pipeline;
 - :mod:`~paramaudit.data.encode`: one-hot and frequency encoding of categorical columns;
 - :mod:`~paramaudit.data.preprocessor`: imputation, missing indicators, scaler and PCA;
 - :mod:`~paramaudit.data.preprocess`: the stratified split and the splits' preprocessing;
@@ -38,7 +41,8 @@ from paramaudit.data.checks import (
     load_and_split,
     load_dataset,
 )
-from paramaudit.data.columns import MISSING_CATEGORY, NA_TOKENS, columns_report_markdown
+from paramaudit.data.columns import MISSING_CATEGORY, NA_TOKENS
+from paramaudit.data.columns_report import columns_report_markdown
 from paramaudit.data.encode import MAX_ONEHOT, Encoding, FrequencyEncoding
 from paramaudit.data.preprocess import (
     IMPUTE_STRATEGIES,

@@ -1,7 +1,7 @@
 """What a model's input columns were at training time, so new rows are read the same way.
 
 One :class:`InputColumn` per raw column the features came from (dropped columns have none),
-recorded by :func:`~paramaudit.data.columns.build_features` and applied to new rows by
+recorded by :func:`~paramaudit.data.features.build_features` and applied to new rows by
 :mod:`paramaudit.serving.rows`. No pandas import: the config checks import this module too.
 """
 

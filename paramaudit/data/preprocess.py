@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from paramaudit.config import DataConfig, PreprocessConfig
-from paramaudit.data.columns import finish_report
+from paramaudit.data.columns_report import finish_report
 from paramaudit.data.encode import Encoding, OneHot, fit_categorical, fit_onehot
 from paramaudit.data.inputs import InputColumn
 from paramaudit.data.preprocessor import (
@@ -59,7 +59,7 @@ class Splits:
     their columns and ``feature_sources`` the raw column of each. ``input_names()`` names the
     model's inputs. ``columns_report`` has one row per raw column of the file (kind, missing
     share, distinct values, what became of it and why; see
-    :func:`~paramaudit.data.columns.columns_report_markdown`), ``row_counts`` the rows read,
+    :func:`~paramaudit.data.columns_report.columns_report_markdown`), ``row_counts`` the rows read,
     dropped and in each split. ``task`` is classification or regression; a regression's ``y_*``
     are float targets in their original units, ``class_names`` is empty and ``target_scaler``
     (fitted on ``y_train``) is how training standardises the target.
@@ -143,7 +143,7 @@ def first_choice(value: Any) -> Any:
 
 
 def dataset_task(ds: Dataset) -> str:
-    """A loaded data set's task: regression when its targets are floats (data.checks)."""
+    """A loaded data set's task: regression when its targets are floats (data.target)."""
     return "regression" if np.asarray(ds.y).dtype.kind == "f" else "classification"
 
 

@@ -2,7 +2,7 @@
 
 Everything here is about the bytes: the file exists and is a file, the compression opens, the
 text is UTF-8, the header line is a comma-separated header. What the columns hold is checked
-afterwards (:mod:`paramaudit.data.checks`). Every problem is a one-line :class:`DataError` that
+afterwards (:mod:`paramaudit.data.load`). Every problem is a one-line :class:`DataError` that
 names the file, and no read is unbounded: the header is sniffed from at most
 ``MAX_HEADER_BYTES`` decompressed bytes before pandas reads the whole file.
 
@@ -61,7 +61,7 @@ class Dataset:
     from (a date column gives several). ``categorical`` holds the categorical columns as
     strings (a missing value is ``"(missing)"``), encoded after the split on the train rows
     only; None without any. ``columns_report`` has one row per raw column (its kind and what
-    becomes of it) and ``row_counts`` the rows read and dropped (:mod:`paramaudit.data.columns`).
+    becomes of it) and ``row_counts`` the rows read and dropped (:mod:`paramaudit.data.load`).
     """
 
     x: np.ndarray

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from paramaudit.config import quote
-from paramaudit.data.columns import as_categories, as_float32, date_parts, missing_to_na
+from paramaudit.data.columns import missing_to_na
+from paramaudit.data.features import as_categories, as_float32, date_parts
 from paramaudit.data.inputs import InputColumn
 from paramaudit.errors import DataError
 

@@ -183,7 +183,7 @@ def test_memory_measured_on_the_cpu_sees_what_training_allocated() -> None:
 def test_the_audit_sets_the_measurement_beside_the_estimate() -> None:
     from paramaudit import audit as audit_lib
     from paramaudit import report
-    from paramaudit.publish import audit_metrics
+    from paramaudit.audit_log import audit_metrics
 
     rep = audit_lib.audit_model(build_model("mlp", (4,), 2, **HP), optimizer="adam")
     assert "Training memory measured" not in report.render(rep, "markdown")

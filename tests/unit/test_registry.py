@@ -15,11 +15,11 @@ import pytest
 
 from paramaudit import lineage
 from paramaudit.audit import audit_model
+from paramaudit.audit_log import log_audit
 from paramaudit.config import build_config
 from paramaudit.data import load_and_split
 from paramaudit.final_model import train_best
 from paramaudit.overfit import Reason, Verdict
-from paramaudit.publish import log_audit
 from paramaudit.registry import comparison_metric, register
 from paramaudit.tracking import Tracker
 
