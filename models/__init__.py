@@ -92,7 +92,9 @@ def portable_models(names: Iterable[str]) -> dict[str, tuple[Callable[..., nn.Mo
         if ref is None:
             continue
         top = ref.module if ref.path is not None else ref.module.split(".")[0]
-        for mod_name, module in list(sys.modules.items()):
+        # a copy made in one step: the CLI's import thread may be adding modules meanwhile,
+        # and iterating the live dict (even into a list) then raises
+        for mod_name, module in sys.modules.copy().items():
             if module is not None and (mod_name == top or mod_name.startswith(top + ".")):
                 ray.cloudpickle.register_pickle_by_value(module)
         out[name] = (MODELS[name], _DECLARED[name])

@@ -102,7 +102,8 @@ def test_a_regression_runs_with_grid_and_k_fold_in_the_targets_units(
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     run = client.get_run(out["mlflow_run_id"])
-    assert {"test_r2", "test_rmse", "baseline_rmse"} <= set(run.data.metrics)
+    assert {"test_r2", "test_rmse", "baseline_rmse", "train_rmse", "val_rmse", "train_mae",
+            "val_mae"} <= set(run.data.metrics)
     assert "plots/predicted_vs_actual.png" in {
         a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     children = client.search_runs([run.info.experiment_id],
@@ -119,3 +120,25 @@ def test_a_regression_runs_with_grid_and_k_fold_in_the_targets_units(
     assert list(pred.columns) == ["prediction"] and len(pred) == 50
     assert isinstance(pred, pd.DataFrame)
     assert 25 < float(pred["prediction"].mean()) < 350       # in the target's own units
+
+
+@pytest.mark.parametrize("algorithm", ["random", "bayes"])
+def test_a_regression_under_random_and_bayes_search_with_asha(algorithm: str, run_pipeline) -> None:
+    """ASHA stops the worse regressions early on the val R²'s loss; the search picks by val_r2."""
+    out = run_pipeline({
+        "experiment": f"regression-{algorithm}", "data": {"dataset": "diabetes"},
+        "search": {"algorithm": algorithm, "trials": 6, "scheduler": "asha", "grace_period": 1,
+                   "reduction_factor": 2, "metric": "val_r2",
+                   "space": {"learning_rate": {"loguniform": [1e-4, 3e-2]}, "hidden_size": 16,
+                             "num_layers": 1}},
+        "train": {"max_epochs": 6, "patience": 6},
+    })
+    trials = out["trial_results"]
+    assert out["task"] == "regression" and len(trials) == 6
+    assert all(t["status"] == "TERMINATED" and "best_val_r2" in t for t in trials)
+    # ASHA halved the field at each rung: not every trial ran all 6 epochs
+    assert min(t["epochs"] for t in trials) < 6 == max(t["epochs"] for t in trials)
+    best = max(trials, key=lambda t: t["best_val_r2"])
+    assert out["best_hyperparameters"]["learning_rate"] == pytest.approx(
+        best["hyperparameters"]["learning_rate"])
+    assert out["test_metrics"]["r2"] > out["baseline"]["r2"]

@@ -183,3 +183,43 @@ def test_the_builder_reaches_a_worker_that_cannot_import_it(user_dir: Path, tmp_
     assert out.returncode == 0, out.stderr[-2000:]
     expected = sum(p.numel() for p in build_model(cfg.model, (6,), 2, width=7).parameters())
     assert int(out.stdout.split()[-1]) == expected
+
+
+def test_portable_models_while_sys_modules_changes(user_dir: Path) -> None:
+    """The CLI imports the flow's modules on a thread while the search starts, and a garbage
+    collection can run other code in the middle of any allocation: the scan of sys.modules for
+    the user's modules must not iterate the live dict while it changes. Here every collection
+    (one per allocation) runs a finaliser that adds a module, as an import would."""
+    import gc
+    import sys
+    import types
+
+    import ray.cloudpickle  # noqa: F401  (imported up front: its import is not what is tested)
+
+    cfg = config("resmlp.py:build")
+    added: list[str] = []
+    running = [True]
+
+    class Importer:  # in a reference cycle: only the collector frees it, and its finaliser
+        def __del__(self) -> None:  # "imports" a module and leaves the next one behind
+            if running:
+                added.append(name := f"_pa_gc_{len(added)}")
+                sys.modules[name] = types.ModuleType(name)
+                nxt = Importer()
+                nxt.cycle = nxt
+
+    threshold = gc.get_threshold()
+    first = Importer()
+    first.cycle = first
+    del first
+    gc.set_threshold(1)
+    try:
+        assert cfg.model in portable_models(cfg.model_choices())
+        changed = len(added)
+    finally:
+        running.clear()  # the chain ends at the next collection
+        gc.set_threshold(*threshold)
+        gc.collect()
+        for name in added:
+            sys.modules.pop(name, None)
+    assert changed > 0  # modules were added while it ran
