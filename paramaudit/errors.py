@@ -24,7 +24,7 @@ class TrackingError(UserInputError):
 
 
 class OverfitGateError(RuntimeError):
-    """The overfitting gate failed the run (audit.fail_on_overfit): exit 3.
+    """The overfitting gate failed the run (overfit.fail_on_overfit): exit 3.
 
     It carries the run's summary, since everything was logged before the gate closed.
     """

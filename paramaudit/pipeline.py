@@ -221,7 +221,7 @@ def audit(final: FinalModel, splits: Splits, outcome: SearchOutcome,
                                        "trained in a Ray worker"}
     n_train = len(splits.y_train)
     verdict = assess(
-        final.history.curves(), cfg.audit, params_trainable=rep.trainable_params,
+        final.history.curves(), cfg.overfit, params_trainable=rep.trainable_params,
         n_train=n_train, test_accuracy=(final.selection or final).test_score,
         n_trials=len(outcome.records),
         restored_best=True, fold_scores=outcome.best_trial().fold_val_scores or None,
@@ -262,10 +262,10 @@ def audit(final: FinalModel, splits: Splits, outcome: SearchOutcome,
 
 def gate(tracker: Tracker, parent_id: str, cfg: PipelineConfig, result: AuditResult,
          summary: dict[str, Any]) -> None:
-    """Step 6: fail the run (exit 3) on an overfit verdict when audit.fail_on_overfit is set."""
+    """Step 6: fail the run (exit 3) on an overfit verdict when overfit.fail_on_overfit is set."""
     verdict = result.verdict.verdict
-    if not cfg.audit.fail_on_overfit:
-        say(f"[{STEPS}/{STEPS}] gate: off (audit.fail_on_overfit: false); verdict {verdict}")
+    if not cfg.overfit.fail_on_overfit:
+        say(f"[{STEPS}/{STEPS}] gate: off (overfit.fail_on_overfit: false); verdict {verdict}")
         return
     if verdict == "overfit":
         say(f"[{STEPS}/{STEPS}] gate: verdict overfit: the run fails")

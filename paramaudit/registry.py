@@ -33,7 +33,7 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 def promotion_refusal(verdict: Verdict, register_on_warn: bool) -> str | None:
     """Why the model must not become champion, or None when it may.
 
-    An overfit verdict never is; a warn only with ``audit.register_on_warn``; and a model no
+    An overfit verdict never is; a warn only with ``overfit.register_on_warn``; and a model no
     better than always predicting the most frequent class never is, whatever that setting.
     """
     if verdict.verdict == "overfit":
@@ -41,7 +41,7 @@ def promotion_refusal(verdict: Verdict, register_on_warn: bool) -> str | None:
     if (reason := verdict.no_better_than_baseline) is not None:
         return reason.message
     if verdict.verdict == "warn" and not register_on_warn:
-        return "warn (audit.register_on_warn: false)"
+        return "warn (overfit.register_on_warn: false)"
     return None
 
 
@@ -118,7 +118,7 @@ def decide(tracker: Tracker, name: str, version: str, cfg: PipelineConfig, verdi
     """Whether ``version`` (this run's) becomes champion, under ``registry.promotion``;
     ``current`` is the champion's model version before this run (None: there is none)."""
     serving = None if current is None else str(current.version)
-    refusal = promotion_refusal(verdict, cfg.audit.register_on_warn)
+    refusal = promotion_refusal(verdict, cfg.overfit.register_on_warn)
     if refusal is not None:
         return Decision(False, refusal, champion_version=serving)
     if cfg.registry.promotion == "never":
@@ -229,7 +229,7 @@ def _describe_version(tracker: Tracker, name: str, version: str, cfg: PipelineCo
             "promotion_policy": cfg.registry.promotion}
     if decision.reason:
         tags["promotion_reason"] = decision.reason
-    if not decision.promoted and promotion_refusal(verdict, cfg.audit.register_on_warn):
+    if not decision.promoted and promotion_refusal(verdict, cfg.overfit.register_on_warn):
         tags["gate"] = f"failed: {decision.reason}"
     if decision.metric:
         tags["compared_on"] = f"test {decision.metric}"

@@ -57,7 +57,7 @@ def markdown_summary(
     test_metrics: Mapping[str, float],
     params: Mapping[str, int],
     verdict: Mapping[str, Any],
-    trials: Mapping[str, Any],
+    trial_counts: Mapping[str, Any],
     mlflow_run_id: str,
     mlflow_link: str | None,
     audit_markdown: str,
@@ -83,8 +83,9 @@ def markdown_summary(
                  f"{params['params_trainable']:,} trainable")
     if params.get("pca"):
         lines.append(f"- {params['pca']}")
-    lines.append(f"- trials: {trials.get('finished', 0)} finished of {trials.get('total', 0)}"
-                 f" ({trials.get('failed', 0)} failed, {trials.get('skipped', 0)} skipped)")
+    counts = trial_counts
+    lines.append(f"- trials: {counts.get('finished', 0)} finished of {counts.get('total', 0)}"
+                 f" ({counts.get('failed', 0)} failed, {counts.get('skipped', 0)} skipped)")
     if mlflow_link:
         lines.append(f"- MLflow run: [{mlflow_run_id}]({mlflow_link})")
     else:

@@ -1,6 +1,7 @@
 """The typed configuration: pydantic models of every section, validated once at the edge.
 
-The YAML keys are these models' fields (``audit:`` holds :class:`OverfitConfig`); values in
+The YAML keys are these models' fields (``overfit:`` holds :class:`OverfitConfig`; ``audit:``,
+its old name, is read as it); values in
 ``search.space`` are checked against the hyperparameters training and the models declare
 (:mod:`paramaudit.config.space`).
 """
@@ -164,7 +165,7 @@ class PipelineConfig(_Strict):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    audit: OverfitConfig = Field(default_factory=OverfitConfig)  # YAML key `audit:`
+    overfit: OverfitConfig = Field(default_factory=OverfitConfig)  # `audit:` is read as this
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
@@ -175,6 +176,12 @@ class PipelineConfig(_Strict):
         # Prefect's flow parameters come here without build_config, which measured already
         if isinstance(values, Mapping) and not (info.context or {}).get("measured"):
             check_config_size(values)
+        if isinstance(values, Mapping) and "audit" in values:
+            # the section's name before 2026-12: a config written then still reads
+            if "overfit" in values:
+                raise ValueError("audit and overfit are the same section (audit is its old "
+                                 "name): keep one")
+            values = {("overfit" if k == "audit" else k): v for k, v in values.items()}
         return values
 
     @model_validator(mode="after")

@@ -4,7 +4,7 @@ On a table with 3% positives, accuracy 0.97 is what always answering "no" scores
 model is reported with balanced accuracy (mean recall over the classes), macro F1, log loss,
 ROC AUC, per-class precision and recall and its confusion matrix (:mod:`.classification`),
 beside the same metrics of "always predict the most frequent training class"; a model that
-does not beat that baseline by ``audit.min_baseline_margin`` in balanced accuracy is said to be
+does not beat that baseline by ``overfit.min_baseline_margin`` in balanced accuracy is said to be
 no better than it and is not promoted (:mod:`.baseline`).
 
 Regression (a numeric target, ``task: regression``) has its own three: R², RMSE and MAE in

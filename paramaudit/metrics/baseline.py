@@ -2,7 +2,7 @@
 
 Classification: "always predict the most frequent training class" (:func:`majority_baseline`).
 Regression: "always predict the training mean" (:func:`mean_baseline`). A model that does not
-beat its baseline by ``audit.min_baseline_margin`` (:func:`compare_to_baseline`) is said to be
+beat its baseline by ``overfit.min_baseline_margin`` (:func:`compare_to_baseline`) is said to be
 no better than it and is not promoted.
 """
 

@@ -110,7 +110,7 @@ def metric_mode(metric: str) -> str:
 def divergence_rule(cfg: PipelineConfig) -> tuple[float, int]:
     """The divergence stop of trials and the final model (training.StopRule), from the audit's
     own divergence thresholds: the search stops what the verdict would call diverging."""
-    return cfg.audit.divergence_tolerance, cfg.audit.divergence_epochs
+    return cfg.overfit.divergence_tolerance, cfg.overfit.divergence_epochs
 
 
 def search_algorithm(search: SearchConfig, seed: int) -> Any:

@@ -202,7 +202,7 @@ class TrialLogger(Callback):
                 tags.update(stopped_by=rec.stopped_by, stop_reason=rec.stop_reason)
             if rec.checkpoint:
                 tags["final_state"] = rec.checkpoint
-            verdict = assess(_curves(rec), self._cfg.audit,
+            verdict = assess(_curves(rec), self._cfg.overfit,
                              params_trainable=rec.params_trainable or 0, n_train=self._n_train,
                              fold_scores=rec.fold_val_scores or None)
             rec.verdict = verdict.verdict

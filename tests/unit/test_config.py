@@ -77,7 +77,16 @@ def test_default_yaml_loads() -> None:
     assert cfg.search.space["optimizer"] == {"choice": ["adam", "adamw"]}
     assert cfg.search.space["activation"] == "relu"
     assert cfg.train.max_epochs == 30 and cfg.train.patience == 5
-    assert cfg.audit.max_gap == pytest.approx(0.05)
+    assert cfg.overfit.max_gap == pytest.approx(0.05)
+
+
+def test_the_overfit_section_is_read_under_its_old_name_audit_too() -> None:
+    old = build_config({"audit": {"max_gap": 0.2, "fail_on_overfit": True}})
+    assert old.overfit.max_gap == pytest.approx(0.2) and old.overfit.fail_on_overfit
+    assert "audit" not in old.model_dump()  # saved (config.json, for --resume) as overfit
+    assert build_config(old.model_dump()).overfit == old.overfit
+    with pytest.raises(ConfigError, match="audit and overfit are the same section"):
+        build_config({"audit": {"max_gap": 0.2}, "overfit": {"max_gap": 0.1}})
 
 
 def test_default_yaml_shows_the_default_space_in_its_order() -> None:
@@ -799,7 +808,7 @@ def test_messages_stay_short_and_fast_whatever_the_value(raw: dict[str, Any], wh
     ({"search": {"max_params": 10**16}}, "search.max_params", "1,000,000,000,000,000"),
     ({"train": {"max_epochs": 10_001}}, "train.max_epochs", "10,000"),
     ({"train": {"patience": 10**9}}, "train.patience", "10,000"),
-    ({"audit": {"divergence_epochs": 10**9}}, "audit.divergence_epochs", "10,000"),
+    ({"overfit": {"divergence_epochs": 10**9}}, "overfit.divergence_epochs", "10,000"),
     ({"data": {"max_rows": 10**13}}, "data.max_rows", "1,000,000,000,000"),
     ({"data": {"image_shape": [1, 8, 10**6]}}, "data.image_shape", "65,536"),
     ({"ray": {"num_cpus": 10**6}}, "ray.num_cpus", "4,096"),

@@ -136,7 +136,7 @@ def test_promotion_refusal() -> None:
     assert promotion_refusal(Verdict("ok", []), True) is None
     assert promotion_refusal(Verdict("warn", [Reason("gap", "warn", "gap", {})]), True) is None
     assert promotion_refusal(Verdict("warn", [Reason("gap", "warn", "gap", {})]), False) == (
-        "warn (audit.register_on_warn: false)")
+        "warn (overfit.register_on_warn: false)")
     assert promotion_refusal(Verdict("overfit", [Reason("gap", "overfit", "gap", {})]), True) == (
         "overfit")
     # a warn otherwise registered: not when the model is no better than the baseline
