@@ -96,8 +96,17 @@ def trial_run_name(number: int, hp: Mapping[str, Any]) -> str:
     return " ".join(bits)
 
 
+DONE = ("TERMINATED", "SKIPPED", "ERROR")  # a trial's statuses once it has ended
+
+
 def records_from_mlflow(tracker: Any, parent_id: str) -> dict[str, TrialRecord]:
-    """Trials an interrupted search already logged, keyed by Tune trial id (for --resume)."""
+    """Trials an interrupted search already logged, keyed by Tune trial id (for --resume).
+
+    A trial whose record was written whole (its ``trial_status`` tag comes last, after the
+    history and the summary) but whose run was still RUNNING when the process died (killed
+    between the record's last write and the run's end) has its run ended here, as the record
+    says: the resumed search does not run it again, so nothing else would end it.
+    """
     records: dict[str, TrialRecord] = {}
     for run in tracker.child_runs(parent_id):
         tags = run.data.tags
@@ -115,6 +124,8 @@ def records_from_mlflow(tracker: Any, parent_id: str) -> dict[str, TrialRecord]:
             for m in TRACKED:
                 hist = tracker.client.get_metric_history(run.info.run_id, m)
                 rec.history[m] = [h.value for h in sorted(hist, key=lambda h: h.step)]
+        if rec.status in DONE and run.info.status == "RUNNING":
+            tracker.end_run(run.info.run_id, "FAILED" if rec.status == "ERROR" else "FINISHED")
         records[rec.trial_id] = rec
     return records
 

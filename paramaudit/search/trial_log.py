@@ -16,11 +16,16 @@ from ray.tune import Callback
 
 from paramaudit.config import PipelineConfig
 from paramaudit.overfit import Curves, assess
-from paramaudit.search.records import SCORES, TRACKED, TrialRecord, curve_metrics, trial_run_name
+from paramaudit.search.records import (
+    DONE,
+    SCORES,
+    TRACKED,
+    TrialRecord,
+    curve_metrics,
+    trial_run_name,
+)
 from paramaudit.search.space import planned_trials
 from paramaudit.tracking import WriteBehind, redact_text
-
-DONE = ("TERMINATED", "SKIPPED", "ERROR")  # a trial's statuses once it has ended
 
 
 class TrialLogger(Callback):

@@ -131,13 +131,13 @@ def test_a_worse_night_stays_challenger_and_says_what_changed(tmp_path: Path, ru
     assert "# Since the champion (version 1" in arts["since-the-champion"]
     assert "learning_rate 0.01 -> 1e-05" in arts["since-the-champion"]
     # and the tables of a run on a file: its columns as read, the test split's confusion matrix
-    columns = {row["column"] for row in _rows(arts["data-columns"])}
+    columns = {row["column"] for row in _table_rows(arts["data-columns"])}
     assert columns == set(_table().columns)  # every raw column, the target's included
-    confusion = _rows(arts["confusion-matrix"])
+    confusion = _table_rows(arts["confusion-matrix"])
     assert sum(n for row in confusion for k, n in row.items() if k != "true \\ predicted") == \
         worse["rows"]["test"]
 
 
-def _rows(data: Any) -> list[dict[str, Any]]:
+def _table_rows(data: Any) -> list[dict[str, Any]]:
     """A Prefect table artifact's rows (the API returns them as JSON text)."""
     return json.loads(data) if isinstance(data, str) else data

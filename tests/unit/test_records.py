@@ -29,3 +29,27 @@ def test_trial_table_and_best() -> None:
     rows = trial_table([rec, empty])
     assert rows[0]["hp_learning_rate"] == 0.1 and rows[0]["epochs"] == 3
     assert rows[1]["error"] == "boom" and rows[1]["epochs"] == 0
+
+
+def test_a_record_written_whole_before_a_kill_has_its_run_ended_on_resume(
+        tmp_path, monkeypatch) -> None:
+    """Killed between a trial's last record write (its status tag) and the end of its run: the
+    resumed search will not run it again, so reading the records ends its run as they say."""
+    from paramaudit.config import TrackingConfig
+    from paramaudit.search.records import records_from_mlflow
+    from paramaudit.tracking import Tracker
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    tracker = Tracker(TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/m.db",
+                                     artifact_location=str(tmp_path / "a")), "resume")
+    parent = tracker.start_run("parent")
+    runs = {}
+    for trial_id, status in (("t1", "TERMINATED"), ("t2", "ERROR"), ("t3", None)):
+        tags = {"paramaudit.kind": "trial", "trial_id": trial_id, "trial_number": trial_id[1]}
+        runs[trial_id] = tracker.start_run(trial_id, tags=tags, parent_id=parent)
+        if status is not None:  # the record's last write; the run is never ended
+            tracker.set_tags(runs[trial_id], {"trial_status": status})
+    records = records_from_mlflow(tracker, parent)
+    status = {t: tracker.client.get_run(r).info.status for t, r in runs.items()}
+    assert status == {"t1": "FINISHED", "t2": "FAILED", "t3": "RUNNING"}  # t3: still to run
+    assert [records[t].status for t in ("t1", "t2", "t3")] == ["TERMINATED", "ERROR", "RUNNING"]
