@@ -11,7 +11,8 @@ export DO_NOT_TRACK ?= true
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install run test test-unit test-integration lint ui bench deploy worker clean
+.PHONY: install run test test-unit test-integration lint ui bench deploy worker clean services \
+	services-status services-down
 
 install: $(STAMP)
 
@@ -72,3 +73,16 @@ deploy: install
 worker: install
 	$(PREFECT_API_CHECK)
 	PARAMAUDIT_HOME=$(CURDIR) PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/prefect worker start --pool $(POOL)
+
+# The team's stack on this machine (paramaudit/app/services.py): PostgreSQL with a database each
+# for MLflow and Prefect, both servers on it, the deployments and a worker, all on 127.0.0.1 and
+# under SERVICES_DIR; `. $(SERVICES_DIR)/env` points a shell at it. Stopped by PID; data stays.
+SERVICES_DIR ?= .paramaudit/services
+services: install
+	$(BIN)/python -m paramaudit.app.services up --dir $(SERVICES_DIR)
+
+services-status: install
+	$(BIN)/python -m paramaudit.app.services status --dir $(SERVICES_DIR)
+
+services-down: install
+	$(BIN)/python -m paramaudit.app.services down --dir $(SERVICES_DIR)

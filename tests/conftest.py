@@ -102,8 +102,9 @@ def shared_prefect(_prefect_server: str) -> Iterator[str]:
 
 # The longest files first: xdist (--dist loadfile) hands files out in collection order, so with
 # these at the front and the quick unit files last the two workers finish together.
-_LONGEST_FIRST = ("test_resume", "test_search", "test_operations", "test_reliability", "test_bad_inputs",
-                  "test_stop_signal", "test_startup", "test_worker_checkout", "test_cluster",
+_LONGEST_FIRST = ("test_resume", "test_services", "test_search", "test_operations",
+                  "test_reliability", "test_bad_inputs", "test_stop_signal", "test_startup",
+                  "test_worker_checkout", "test_cluster",
                   "test_pipeline_cli", "test_tables", "test_overfit_gate", "test_cli",
                   "test_flows_prefect", "test_champion_serving", "test_user_model")
 
