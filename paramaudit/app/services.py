@@ -7,13 +7,16 @@ as root, which PostgreSQL refuses to run as) with one database for MLflow and on
 and a process worker. ``status`` says what runs, on which ports, and the URLs of both UIs;
 ``down`` stops all of it by PID. The databases and artifacts stay in the folder, so a later
 ``up`` finds every run again. ``up`` writes ``env`` (mode 0600): the ``export`` lines that point
-a shell at the stack. The database password is made on the first ``up`` and kept in
-``secrets.json`` (mode 0600), never in the repository.
+a shell at the stack, credentials included. Both servers ask for credentials (401 without):
+MLflow runs its basic-auth app (admin ``paramaudit``, its users in PostgreSQL too), Prefect
+its API auth string. The passwords (the database's, MLflow's, Prefect's) are made on the first
+``up`` and kept in ``secrets.json`` (mode 0600) in the folder, never in the repository.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import secrets
@@ -31,7 +34,7 @@ from paramaudit.errors import UserInputError
 
 DEFAULT_DIR = Path(".paramaudit") / "services"
 DB_USER = "paramaudit"
-DATABASES = ("mlflow", "prefect")
+DATABASES = ("mlflow", "mlflow_auth", "prefect")  # runs, MLflow's users, Prefect's state
 POOL = "paramaudit-pool"
 ROOT = Path(__file__).resolve().parents[2]  # the checkout (prefect.yaml, flows/)
 BIN = Path(sys.executable).parent
@@ -58,10 +61,17 @@ class Stack:
     def save(self, state: dict[str, Any]) -> None:
         _write_private(self.state_file, json.dumps(state, indent=2))
 
+    def secret(self, name: str) -> str:
+        """A password of the stack (made on first use, kept in secrets.json, mode 0600):
+        ``db`` PostgreSQL's, ``mlflow`` MLflow's admin's, ``prefect`` Prefect's API's."""
+        kept = json.loads(self.secrets_file.read_text()) if self.secrets_file.exists() else {}
+        if name not in kept:
+            kept[name] = secrets.token_urlsafe(24)
+            _write_private(self.secrets_file, json.dumps(kept))
+        return str(kept[name])
+
     def password(self) -> str:
-        if not self.secrets_file.exists():
-            _write_private(self.secrets_file, json.dumps({"db_password": secrets.token_urlsafe(24)}))
-        return str(json.loads(self.secrets_file.read_text())["db_password"])
+        return self.secret("db")
 
     def db_url(self, driver: str, db: str, port: int) -> str:
         return f"postgresql+{driver}://{DB_USER}:{self.password()}@{LOOPBACK}:{port}/{db}"
@@ -95,18 +105,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, auth: str | None = None) -> bool:
+    request = urllib.request.Request(url)
+    if auth is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(request, timeout=2) as resp:  # noqa: S310 (loopback only)
             return resp.status == 200
     except OSError:
         return False
 
 
-def _wait(what: str, url: str, pid: int, log: Path, timeout: float = 180) -> None:
+def _wait(what: str, url: str, pid: int, log: Path, timeout: float = 180,
+          auth: str | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _healthy(url):
+        if _healthy(url, auth):
             return
         if not _alive(pid):
             raise UserInputError(f"services: {what} exited at start (its log: {log})")
@@ -189,36 +203,65 @@ def _env(**extra: str) -> dict[str, str]:
             **extra}
 
 
+def _mlflow_auth_config(stack: Stack, port: int) -> Path:
+    """MLflow's basic-auth app's config (mode 0600: it holds its database's URL): its users
+    in PostgreSQL; the admin, paramaudit, is made at first start (MLFLOW_AUTH_ADMIN_PASSWORD)."""
+    path = stack.root / "mlflow-auth.ini"
+    _write_private(path, "[mlflow]\ndefault_permission = READ\n"
+                   f"database_uri = {stack.db_url('psycopg', 'mlflow_auth', port)}\n"
+                   f"admin_username = {DB_USER}\n"
+                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                   # a password check is a PBKDF2 hash: a pipeline's hundreds of requests would
+                   # each pay it; checked once a minute per user instead (one worker process)
+                   "auth_cache_ttl_seconds = 60\n")
+    return path
+
+
 def _start_servers(stack: Stack, ports: dict[str, int]) -> dict[str, int]:
+    """Both servers on PostgreSQL, each asking for its credentials (401 without them)."""
     pids = {"mlflow": _spawn(stack, "mlflow", [
-        str(BIN / "mlflow"), "server", "--backend-store-uri",
+        str(BIN / "mlflow"), "server", "--app-name", "basic-auth", "--backend-store-uri",
         stack.db_url("psycopg", "mlflow", ports["postgres"]),
         "--artifacts-destination", str(stack.root / "artifacts"), "--host", LOOPBACK,
         "--port", str(ports["mlflow"]), "--workers", "1"],
-        _env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))}
+        _env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+             MLFLOW_AUTH_CONFIG_PATH=str(_mlflow_auth_config(stack, ports["postgres"])),
+             MLFLOW_AUTH_ADMIN_PASSWORD=stack.secret("mlflow"),
+             # the auth app's CSRF protection signs with it: kept, so a restart keeps sessions
+             MLFLOW_FLASK_SERVER_SECRET_KEY=stack.secret("mlflow_flask")))}
     pids["prefect"] = _spawn(stack, "prefect", [
         str(BIN / "prefect"), "server", "start", "--host", LOOPBACK, "--port",
         str(ports["prefect"])], _env(
             PREFECT_HOME=str(stack.root / "prefect-home"),
             PREFECT_SERVER_DATABASE_CONNECTION_URL=stack.db_url("asyncpg", "prefect",
                                                                 ports["postgres"]),
+            PREFECT_SERVER_API_AUTH_STRING=_prefect_auth(stack),
             HTTPS_PROXY=DEAD_PROXY, HTTP_PROXY=DEAD_PROXY, NO_PROXY=f"{LOOPBACK},localhost"))
     _wait("mlflow server", f"http://{LOOPBACK}:{ports['mlflow']}/health", pids["mlflow"],
           stack.logs / "mlflow.log")
     _wait("prefect server", f"http://{LOOPBACK}:{ports['prefect']}/api/health", pids["prefect"],
-          stack.logs / "prefect.log")
+          stack.logs / "prefect.log", auth=_prefect_auth(stack))
     return pids
 
 
-def client_env(ports: dict[str, int]) -> dict[str, str]:
-    """What a process needs to use the stack (the ``env`` file's variables)."""
-    return {"MLFLOW_TRACKING_URI": f"http://{LOOPBACK}:{ports['mlflow']}",
-            "PREFECT_API_URL": f"http://{LOOPBACK}:{ports['prefect']}/api"}
+def _prefect_auth(stack: Stack) -> str:
+    return f"{DB_USER}:{stack.secret('prefect')}"
+
+
+def client_env(ports: dict[str, int], stack: Stack | None = None) -> dict[str, str]:
+    """What a process needs to use the stack (the ``env`` file's variables); with ``stack``,
+    the credentials too."""
+    env = {"MLFLOW_TRACKING_URI": f"http://{LOOPBACK}:{ports['mlflow']}",
+           "PREFECT_API_URL": f"http://{LOOPBACK}:{ports['prefect']}/api"}
+    if stack is not None:
+        env.update(MLFLOW_TRACKING_USERNAME=DB_USER, MLFLOW_TRACKING_PASSWORD=stack.secret("mlflow"),
+                   PREFECT_API_AUTH_STRING=_prefect_auth(stack))
+    return env
 
 
 def _deploy_and_work(stack: Stack, ports: dict[str, int]) -> int:
     """The work pool and prefect.yaml's deployments (as `make deploy`), then a worker."""
-    env = _env(**client_env(ports), PREFECT_HOME=str(stack.root / "client-home"))
+    env = _env(**client_env(ports, stack), PREFECT_HOME=str(stack.root / "client-home"))
     env.pop("PARAMAUDIT_HOME", None)
     prefect = str(BIN / "prefect")
     for cmd in ([prefect, "work-pool", "inspect", POOL], [prefect, "work-pool", "create", POOL,
@@ -257,7 +300,7 @@ def up(stack: Stack) -> dict[str, Any]:
         down(stack, quiet=True)  # a half-started stack is not left running
         raise
     _write_private(stack.env_file, "".join(f"export {k}={v}\n"
-                                           for k, v in client_env(ports).items()))
+                                           for k, v in client_env(ports, stack).items()))
     print(f"services: up under {stack.root}; `. {stack.env_file}` points a shell at it")
     status(stack)
     return stack.state()

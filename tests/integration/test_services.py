@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT, cli_env, guard_findings, paramaudit_cmd
@@ -51,7 +54,8 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] not in "ZX"
 
 
-def test_the_stack_starts_serves_a_run_stops_and_keeps_its_data(stack: dict, tmp_path: Path) -> None:
+def test_the_stack_starts_serves_a_run_stops_and_keeps_its_data(
+        stack: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder, env = stack["dir"], stack["env"]
     up = _make("services", folder, env)
     assert up.returncode == 0, up.stdout + up.stderr
@@ -65,8 +69,18 @@ def test_the_stack_starts_serves_a_run_stops_and_keeps_its_data(stack: dict, tmp
     assert (folder / "secrets.json").stat().st_mode & 0o777 == 0o600
     exports = dict(line.removeprefix("export ").split("=", 1)
                    for line in env_file.read_text().splitlines())
+    kept = json.loads((folder / "secrets.json").read_text())
     assert exports == {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{state['ports']['mlflow']}",
-                       "PREFECT_API_URL": f"http://127.0.0.1:{state['ports']['prefect']}/api"}
+                       "PREFECT_API_URL": f"http://127.0.0.1:{state['ports']['prefect']}/api",
+                       "MLFLOW_TRACKING_USERNAME": "paramaudit",
+                       "MLFLOW_TRACKING_PASSWORD": kept["mlflow"],
+                       "PREFECT_API_AUTH_STRING": f"paramaudit:{kept['prefect']}"}
+    # without the credentials both servers answer 401; with them, 200
+    mlflow_api = f"{exports['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/experiments/search?max_results=1"
+    prefect_api = f"{exports['PREFECT_API_URL']}/flows/filter"
+    assert _status(mlflow_api) == 401 == _status(prefect_api, post=True)
+    assert _status(mlflow_api, f"paramaudit:{kept['mlflow']}") == 200
+    assert _status(prefect_api, exports["PREFECT_API_AUTH_STRING"], post=True) == 200
     # a second `make services` while it runs says so and changes nothing
     again = _make("services", folder, env)
     assert again.returncode == 0 and "already running" in again.stdout
@@ -81,21 +95,24 @@ def test_the_stack_starts_serves_a_run_stops_and_keeps_its_data(stack: dict, tmp
     out = json.loads((tmp_path / "out.json").read_text())
     from mlflow import MlflowClient
 
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):  # this test's client
+        monkeypatch.setenv(name, exports[name])
     client = MlflowClient(tracking_uri=exports["MLFLOW_TRACKING_URI"])
     assert client.get_run(out["mlflow_run_id"]).info.status == "FINISHED"
     assert client.get_model_version_by_alias("team", "champion").run_id == out["mlflow_run_id"]
-    with urllib.request.urlopen(f"{exports['PREFECT_API_URL']}/deployments/filter",  # noqa: S310
-                                data=b"{}", timeout=10) as resp:
-        deployments = {d["name"] for d in json.load(resp)}
+    auth = exports["PREFECT_API_AUTH_STRING"]
+    deployments = {d["name"] for d in _json(f"{exports['PREFECT_API_URL']}/deployments/filter",
+                                            auth, post=True)}
     assert {"nightly", "weekly-bayes", "weekly-audit"} <= deployments
-    with urllib.request.urlopen(f"{exports['PREFECT_API_URL']}/flow_runs/"  # noqa: S310
-                                f"{out['prefect_flow_run_id']}", timeout=10) as resp:
-        assert json.load(resp)["state_type"] == "COMPLETED"
-    # the database password stays in the folder's secrets: not in logs, the summary or MLflow
-    password = json.loads((folder / "secrets.json").read_text())["db_password"]
+    flow_run = _json(f"{exports['PREFECT_API_URL']}/flow_runs/{out['prefect_flow_run_id']}", auth)
+    assert flow_run["state_type"] == "COMPLETED"
+    # the passwords stay in the folder's secrets: not in logs, the summary or MLflow's params
     logs = "".join(p.read_text(errors="replace") for p in (folder / "logs").glob("*.log"))
-    assert password not in logs + proc.stdout + proc.stderr + json.dumps(out)
-    assert password not in json.dumps(client.get_run(out["mlflow_run_id"]).data.params)
+    seen = logs + proc.stdout + proc.stderr + json.dumps(out) + json.dumps(
+        client.get_run(out["mlflow_run_id"]).data.params) + json.dumps(
+        client.get_run(out["mlflow_run_id"]).data.tags)
+    for name in ("db", "mlflow", "prefect"):
+        assert kept[name] not in seen, name
 
     down = _make("services-down", folder, env)
     assert down.returncode == 0, down.stderr
@@ -109,3 +126,24 @@ def test_the_stack_starts_serves_a_run_stops_and_keeps_its_data(stack: dict, tmp
     client = MlflowClient(tracking_uri=exports["MLFLOW_TRACKING_URI"])
     assert client.get_run(out["mlflow_run_id"]).info.status == "FINISHED"
     assert guard_findings(stack["guard"]) == []
+
+
+def _request(url: str, auth: str | None, post: bool) -> urllib.request.Request:
+    req = urllib.request.Request(url, data=b"{}" if post else None,
+                                 headers={"Content-Type": "application/json"})
+    if auth is not None:
+        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    return req
+
+
+def _status(url: str, auth: str | None = None, post: bool = False) -> int:
+    try:
+        with urllib.request.urlopen(_request(url, auth, post), timeout=10) as resp:  # noqa: S310
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def _json(url: str, auth: str, post: bool = False) -> Any:
+    with urllib.request.urlopen(_request(url, auth, post), timeout=10) as resp:  # noqa: S310
+        return json.load(resp)
