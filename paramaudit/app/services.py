@@ -36,6 +36,9 @@ DEFAULT_DIR = Path(".paramaudit") / "services"
 DB_USER = "paramaudit"
 DATABASES = ("mlflow", "mlflow_auth", "prefect")  # runs, MLflow's users, Prefect's state
 POOL = "paramaudit-pool"
+# flow runs the pool runs at once: one night's search uses the machine's cores, so a schedule
+# catching up queues its runs rather than piling them onto one machine
+POOL_LIMIT_ENV, POOL_LIMIT_DEFAULT = "PARAMAUDIT_POOL_LIMIT", 1
 ROOT = Path(__file__).resolve().parents[2]  # the checkout (prefect.yaml, flows/)
 BIN = Path(sys.executable).parent
 # Prefect's server fetches its integrations registry from the internet when a work pool is
@@ -268,6 +271,13 @@ def _deploy_and_work(stack: Stack, ports: dict[str, int]) -> int:
                                                           "--type", "process"]):
         if subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True).returncode == 0:
             break
+    limit = os.environ.get(POOL_LIMIT_ENV, str(POOL_LIMIT_DEFAULT))
+    if not limit.isdigit() or int(limit) < 1:
+        raise UserInputError(f"services: {POOL_LIMIT_ENV} must be a whole number >= 1, "
+                             f"not {limit[:50]!r}")
+    if subprocess.run([prefect, "work-pool", "set-concurrency-limit", POOL, limit], env=env,
+                      cwd=ROOT, capture_output=True).returncode != 0:
+        raise UserInputError(f"services: could not limit work pool {POOL} to {limit} run(s)")
     proc = subprocess.run([prefect, "--no-prompt", "deploy", "--all"], env=env, cwd=ROOT,
                           capture_output=True, text=True)
     if proc.returncode != 0:

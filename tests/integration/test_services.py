@@ -104,6 +104,9 @@ def test_the_stack_starts_serves_a_run_stops_and_keeps_its_data(
     deployments = {d["name"] for d in _json(f"{exports['PREFECT_API_URL']}/deployments/filter",
                                             auth, post=True)}
     assert {"nightly", "weekly-bayes", "weekly-audit"} <= deployments
+    # the pool runs one flow run at a time: a schedule catching up queues, it does not pile up
+    assert _json(f"{exports['PREFECT_API_URL']}/work_pools/paramaudit-pool", auth)[
+        "concurrency_limit"] == 1
     flow_run = _json(f"{exports['PREFECT_API_URL']}/flow_runs/{out['prefect_flow_run_id']}", auth)
     assert flow_run["state_type"] == "COMPLETED"
     # the passwords stay in the folder's secrets: not in logs, the summary or MLflow's params
