@@ -27,6 +27,15 @@ QUIET_DEFAULTS: dict[str, str] = {
 }
 
 
+def free_port() -> int:
+    """A TCP port on LOOPBACK that nothing listens on right now (for a server to start on)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
 def quiet_environment() -> None:
     """Telemetry off and servers on loopback, unless the user said otherwise."""
     for key, value in QUIET_DEFAULTS.items():

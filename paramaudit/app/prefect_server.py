@@ -16,7 +16,6 @@ import gc
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,15 +26,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from paramaudit.environment import LOOPBACK
+from paramaudit.environment import free_port as _free_port  # a name the start-up tests replace
 
 HOST = LOOPBACK
 GATE_ENV = "PARAMAUDIT_PREFECT_SERVER_GATE"  # see EmbeddedPrefectServer.release
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def _die_with_parent() -> None:

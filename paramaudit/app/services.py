@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from paramaudit.environment import LOOPBACK, QUIET_DEFAULTS
+from paramaudit.environment import LOOPBACK, QUIET_DEFAULTS, free_port
 from paramaudit.errors import UserInputError
 
 DEFAULT_DIR = Path(".paramaudit") / "services"
@@ -98,14 +98,6 @@ def _alive(pid: int | None) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat")
     return not stat.exists() or stat.read_text().split()[2] not in "ZX"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
 
 
 def _healthy(url: str, auth: str | None = None) -> bool:
@@ -296,7 +288,7 @@ def up(stack: Stack) -> dict[str, Any]:
         return state
     if state:
         down(stack, quiet=True)  # a part died: stop the rest, start all of it again
-    ports = dict(state.get("ports") or {}) or {s: _free_port() for s in SERVICES[:3]}
+    ports = dict(state.get("ports") or {}) or {s: free_port() for s in SERVICES[:3]}
     pids: dict[str, int] = {}
     try:
         pids["postgres"] = _start_postgres(stack, ports["postgres"])
